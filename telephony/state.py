@@ -1,0 +1,455 @@
+"""Live state in Redis: agents, calls and waiting lines.
+
+Every process (web, worker) shares this state, so nothing lives in memory. Times are epoch
+seconds passed in as `now`: the callers own the clock, tests never sleep. Agent changes run as
+Lua scripts (`telephony/lua/`) so that a claim, its lazy expiries and its log entry happen in
+one atomic step: no agent can be claimed by two calls, none stays reserved forever, and every
+status change is written to `status_log`. See docs/live-state.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, NamedTuple, cast
+
+import redis
+
+# The engine's AgentSnapshot did not exist when this module was written; this dataclass has
+# exactly its fields (architecture.md) and should be replaced by the import once it lands.
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSnapshot:
+    """What routing needs to rank an agent (routing_rules.engine.AgentSnapshot)."""
+
+    id: str
+    status: str
+    idle_since: float
+    last_offered_at: float
+    misses: int
+
+
+AVAILABLE: Final = "available"
+RINGING: Final = "ringing"
+ON_CALL: Final = "on_call"
+WRAP_UP: Final = "wrap_up"
+AWAY: Final = "away"
+OFFLINE: Final = "offline"
+STATUSES: Final = (AVAILABLE, RINGING, ON_CALL, WRAP_UP, AWAY, OFFLINE)
+# The only statuses a person may choose; the others follow calls.
+PERSON_STATUSES: Final = frozenset({AVAILABLE, AWAY, OFFLINE})
+
+CALL_TTL_SECONDS: Final = 24 * 3600  # a call's state outlives any call; then Redis frees it
+ONCE_TTL_SECONDS: Final = 24 * 3600  # Twilio retries callbacks within hours, not days
+HANDLE_TIMES_KEPT: Final = 50  # recent enough to follow the day, enough to smooth outliers
+DEFAULT_HANDLE_SECONDS: Final = 180  # a typical support call, until the queue has data
+LAST_AGENT_TTL_SECONDS: Final = 90 * 86400  # sticky routing follows a recent relationship
+STATUS_LOG_READ_LIMIT: Final = 10000  # the stream is capped near this length (Lua LOG_MAXLEN)
+
+_LUA_DIR: Final = Path(__file__).with_name("lua")
+
+
+class UnknownAgent(LookupError):
+    """The agent id was never synced from the rules."""
+
+
+class StatusChange(NamedTuple):
+    """One entry of the status log: who changed which agent from what to what, and when."""
+
+    agent: str
+    from_status: str
+    to_status: str
+    by: str
+    at: float
+    call_sid: str
+
+
+class Keys:
+    """Every Redis key name, built in one place (like rq's `Job.key_for`)."""
+
+    def __init__(self, prefix: str = "hotline:") -> None:
+        self.prefix = prefix
+
+    def agent(self, agent_id: str) -> str:
+        return f"{self.prefix}agent:{agent_id}"
+
+    @property
+    def agents_index(self) -> str:
+        return f"{self.prefix}agents"
+
+    @property
+    def status_log(self) -> str:
+        return f"{self.prefix}status_log"
+
+    def call(self, sid: str) -> str:
+        return f"{self.prefix}call:{sid}"
+
+    def tried(self, sid: str) -> str:
+        return f"{self.prefix}call:{sid}:tried"
+
+    def claimed(self, sid: str) -> str:
+        return f"{self.prefix}call:{sid}:claimed"
+
+    def line(self, queue: str) -> str:
+        return f"{self.prefix}line:{queue}"
+
+    def handle_times(self, queue: str) -> str:
+        return f"{self.prefix}handle_times:{queue}"
+
+    def once(self, key: str) -> str:
+        return f"{self.prefix}once:{key}"
+
+    def last_agent(self, e164: str) -> str:
+        return f"{self.prefix}last_agent:{e164}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _num(value: Any) -> str:
+    """A float as Lua reads it back exactly (repr is the shortest exact form)."""
+    return repr(float(value))
+
+
+def _float(value: Any) -> float:
+    text = _text(value) if value is not None else ""
+    return float(text) if text else 0.0
+
+
+def _load_script(conn: redis.Redis, name: str, prelude: bool = True) -> Any:
+    body = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    if prelude:
+        body = (_LUA_DIR / "_prelude.lua").read_text(encoding="utf-8") + "\n" + body
+    return conn.register_script(body)
+
+
+class LiveState:
+    """Agents, calls and waiting lines of one hotline, shared by all processes via Redis."""
+
+    def __init__(self, redis: redis.Redis, prefix: str = "hotline:") -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        self._sync = _load_script(redis, "sync_agents")
+        self._snapshot = _load_script(redis, "snapshot")
+        self._claim = _load_script(redis, "claim_agents")
+        self._set_status = _load_script(redis, "set_status")
+        self._mark_on_call = _load_script(redis, "mark_on_call")
+        self._release_unanswered = _load_script(redis, "release_unanswered")
+        self._release_after_call = _load_script(redis, "release_after_call")
+        self._release_missed = _load_script(redis, "release_missed")
+        self._update_call = _load_script(redis, "update_call", prelude=False)
+
+    # ---- agents -------------------------------------------------------------------------
+
+    def sync_agents(self, agents: Mapping[str, bool], now: float) -> list[str]:
+        """Create agents the rules name but Redis lacks; returns the ids created.
+
+        `agents` maps id → available_by_default. Existing agents keep their status: only
+        explicit, logged rules change a status, never a rules reload.
+        """
+        ids = list(agents)
+        if not ids:
+            return []
+        args: list[str] = [_num(now)]
+        for agent_id in ids:
+            args += [agent_id, AVAILABLE if agents[agent_id] else OFFLINE]
+        keys = [self.keys.status_log, self.keys.agents_index] + [self.keys.agent(i) for i in ids]
+        return [_text(i) for i in self._sync(keys=keys, args=args)]
+
+    def agent_ids(self) -> set[str]:
+        """Every agent ever synced (the rules may have dropped some since)."""
+        return {_text(i) for i in self.redis.smembers(self.keys.agents_index)}
+
+    def snapshot(self, ids: Iterable[str], now: float) -> list[AgentSnapshot]:
+        """The agents' state for routing, with ended wrap-ups and expired rings made available.
+
+        The expiries are written back in the same script, so the next reader sees (and the log
+        holds) the same transition. Unknown ids are left out.
+        """
+        ids = list(ids)
+        if not ids:
+            return []
+        rows = self._snapshot(
+            keys=[self.keys.status_log] + [self.keys.agent(i) for i in ids],
+            args=[_num(now), *ids],
+        )
+        return [
+            AgentSnapshot(
+                id=_text(r[0]),
+                status=_text(r[1]),
+                idle_since=_float(r[2]),
+                last_offered_at=_float(r[3]),
+                misses=int(_float(r[4])),
+            )
+            for r in rows
+        ]
+
+    def agent(self, agent_id: str, now: float) -> dict[str, str] | None:
+        """All fields of one agent (settled as of `now`), for the API and the dashboard."""
+        if not self.snapshot([agent_id], now):
+            return None
+        raw = self.redis.hgetall(self.keys.agent(agent_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def agents_by_status(self, ids: Iterable[str], now: float) -> dict[str, int]:
+        """Count of agents per status (every status present, zero included) for metrics."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for agent in self.snapshot(ids, now):
+            counts[agent.status] = counts.get(agent.status, 0) + 1
+        return counts
+
+    def reset_calls_today(self, ids: Iterable[str]) -> None:
+        """Zero the daily call counters; run by a job at midnight in the hotline's zone."""
+        ids = list(ids)
+        known = self.redis.smismember(self.keys.agents_index, ids) if ids else []
+        pipe = self.redis.pipeline()
+        for agent_id, present in zip(ids, known):
+            if present:  # HSET on an unknown id would create an agent without a status
+                pipe.hset(self.keys.agent(agent_id), "calls_today", 0)
+        pipe.execute()
+
+    def set_status(self, agent_id: str, status: str, now: float, by: str) -> tuple[str, str]:
+        """A person sets an agent's status; returns (previous, current).
+
+        Refusal is a value, not an exception: `current != status` means refused (available
+        while on a call or ringing — the call's own callbacks end those). Away and offline are
+        always accepted, so a supervisor can unstick an agent whose call callbacks were lost.
+        Every change is logged with `by`; becoming available resets the miss count.
+        """
+        if status not in PERSON_STATUSES:
+            raise ValueError(f"people may set only {sorted(PERSON_STATUSES)}, not {status!r}")
+        previous, current = self._set_status(
+            keys=[self.keys.status_log, self.keys.agent(agent_id)],
+            args=[_num(now), agent_id, status, by],
+        )
+        if not previous:
+            raise UnknownAgent(agent_id)
+        return _text(previous), _text(current)
+
+    def claim_agents(
+        self,
+        candidates: Sequence[str],
+        call_sid: str,
+        count: int,
+        now: float,
+        ring_until: float,
+    ) -> list[str]:
+        """Reserve up to `count` available agents for a call, in candidate order; atomic.
+
+        One Lua script walks the candidates, so two calls can never hold the same agent. The
+        reservation ends by itself at `ring_until` (set it a little past the Dial timeout) in
+        case the call's callbacks never arrive.
+        """
+        if count <= 0 or not candidates:
+            return []
+        ids = list(dict.fromkeys(candidates))  # a duplicate candidate must not skew the walk
+        claimed = self._claim(
+            keys=[self.keys.status_log, self.keys.claimed(call_sid)]
+            + [self.keys.agent(i) for i in ids],
+            args=[_num(now), call_sid, count, _num(ring_until), CALL_TTL_SECONDS, *ids],
+        )
+        return [_text(i) for i in claimed]
+
+    def claimed(self, call_sid: str) -> set[str]:
+        """Every agent ever claimed for the call (ring-all: whom to release or count missed)."""
+        return {_text(i) for i in self.redis.smembers(self.keys.claimed(call_sid))}
+
+    def mark_on_call(self, agent_id: str, call_sid: str, now: float) -> bool:
+        """The agent accepted the whisper: on_call, and the other ring-all agents are freed.
+
+        True only if the agent was ringing for this call (or its ring expired just before and
+        nobody claimed the agent since); a repeated callback returns True again.
+        """
+        others = sorted(self.claimed(call_sid) - {agent_id})
+        done = self._mark_on_call(
+            keys=[self.keys.status_log, self.keys.agent(agent_id)]
+            + [self.keys.agent(i) for i in others],
+            args=[_num(now), agent_id, call_sid, *others],
+        )
+        return bool(done)
+
+    def release_unanswered(self, call_sid: str, except_agent: str | None, now: float) -> list[str]:
+        """Free the agents still ringing for a call (answered elsewhere, or caller hung up).
+
+        No miss is counted: these agents were not needed. Returns the ids freed.
+        """
+        others = sorted(self.claimed(call_sid) - {except_agent or ""})
+        if not others:
+            return []
+        released = self._release_unanswered(
+            keys=[self.keys.status_log] + [self.keys.agent(i) for i in others],
+            args=[_num(now), call_sid, except_agent or "", *others],
+        )
+        return [_text(i) for i in released]
+
+    def release_after_call(
+        self, agent_id: str, call_sid: str, now: float, wrap_up_seconds: float
+    ) -> bool:
+        """The call ended: wrap-up until now + wrap_up_seconds (available if 0).
+
+        Resets misses, sets idle_since to the end of wrap-up (longest-idle counts from there)
+        and counts the call. Only the call the agent holds can release it, so a repeated or
+        stale callback returns False and changes nothing.
+        """
+        wrap_up_until = now + max(0.0, float(wrap_up_seconds))
+        done = self._release_after_call(
+            keys=[self.keys.status_log, self.keys.agent(agent_id)],
+            args=[_num(now), agent_id, call_sid, _num(wrap_up_until)],
+        )
+        return bool(done)
+
+    def release_missed(
+        self, agent_id: str, call_sid: str, now: float, miss_limit: int
+    ) -> tuple[str | None, int]:
+        """The agent did not answer this call: count a miss; returns (status, misses).
+
+        At `miss_limit` consecutive misses the agent is set away by "rule:miss_limit" (logged)
+        so a caller is not offered to an absent agent again and again. One miss per (agent,
+        call): repeats return the current values unchanged. Unknown agent → (None, 0).
+        """
+        status, misses = self._release_missed(
+            keys=[self.keys.status_log, self.keys.agent(agent_id)],
+            args=[_num(now), agent_id, call_sid, int(miss_limit)],
+        )
+        return (_text(status) or None), int(misses)
+
+    def status_log(self, agent_id: str | None = None, count: int = 100) -> list[StatusChange]:
+        """Latest status changes first, optionally of one agent: "who changed my status"."""
+        changes: list[StatusChange] = []
+        batch = count if agent_id is None else STATUS_LOG_READ_LIMIT
+        entries = cast(Any, self.redis.xrevrange(self.keys.status_log, count=batch))
+        for _entry_id, fields in entries:
+            f = {_text(k): _text(v) for k, v in fields.items()}
+            if agent_id is not None and f["agent"] != agent_id:
+                continue
+            changes.append(
+                StatusChange(
+                    agent=f["agent"],
+                    from_status=f["from"],
+                    to_status=f["to"],
+                    by=f["by"],
+                    at=_float(f["at"]),
+                    call_sid=f.get("call_sid", ""),
+                )
+            )
+            if len(changes) >= count:
+                break
+        return changes
+
+    # ---- calls --------------------------------------------------------------------------
+
+    def save_call(self, sid: str, fields: Mapping[str, Any], now: float) -> None:
+        """Store (or extend) a call's state; kept 24 h after the last write."""
+        key = self.keys.call(sid)
+        mapping: dict[Any, str] = {k: _text(v) for k, v in fields.items() if v is not None}
+        pipe = self.redis.pipeline()
+        pipe.hsetnx(key, "created_at", _num(now))
+        if mapping:
+            pipe.hset(key, mapping=mapping)
+        pipe.expire(key, CALL_TTL_SECONDS)
+        pipe.execute()
+
+    def get_call(self, sid: str) -> dict[str, str] | None:
+        raw = self.redis.hgetall(self.keys.call(sid))
+        return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+
+    def update_call(self, sid: str, **fields: Any) -> bool:
+        """Change fields of a known call (None deletes one); False if the call is unknown."""
+        pairs = [(k, _text(v)) for k, v in fields.items() if v is not None]
+        deleted = [k for k, v in fields.items() if v is None]
+        args: list[Any] = [CALL_TTL_SECONDS, len(pairs)]
+        for name, value in pairs:
+            args += [name, value]
+        return bool(self._update_call(keys=[self.keys.call(sid)], args=args + deleted))
+
+    def add_tried(self, sid: str, agent_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.sadd(self.keys.tried(sid), agent_id)
+        pipe.expire(self.keys.tried(sid), CALL_TTL_SECONDS)
+        pipe.execute()
+
+    def tried(self, sid: str) -> set[str]:
+        return {_text(i) for i in self.redis.smembers(self.keys.tried(sid))}
+
+    def incr_attempt(self, sid: str) -> int:
+        """Count a dial attempt of the call (field `attempt`); returns the new count."""
+        pipe = self.redis.pipeline()
+        pipe.hincrby(self.keys.call(sid), "attempt", 1)
+        pipe.expire(self.keys.call(sid), CALL_TTL_SECONDS)
+        attempt, _ = pipe.execute()
+        return int(attempt)
+
+    def set_last_agent(self, e164: str, agent_id: str) -> None:
+        """Remember who last served this number, for the sticky strategy."""
+        self.redis.set(self.keys.last_agent(e164), agent_id, ex=LAST_AGENT_TTL_SECONDS)
+
+    def last_agent(self, e164: str) -> str | None:
+        value = self.redis.get(self.keys.last_agent(e164))
+        return _text(value) if value is not None else None
+
+    # ---- waiting lines ------------------------------------------------------------------
+    # One sorted set per queue, scored by when the caller first joined: live calls
+    # ("call:CA…") and callbacks ("callback:42") share it, so a callback keeps its place.
+
+    def join_line(self, queue: str, member: str, since: float) -> bool:
+        """Join the line at `since`; re-joining keeps the original place. True if new."""
+        return bool(self.redis.zadd(self.keys.line(queue), {member: float(since)}, nx=True))
+
+    def position(self, queue: str, member: str) -> int | None:
+        """1-based place in the line, None if not in it."""
+        rank = cast(int | None, self.redis.zrank(self.keys.line(queue), member))
+        return None if rank is None else int(rank) + 1
+
+    def line_length(self, queue: str) -> int:
+        return int(cast(int, self.redis.zcard(self.keys.line(queue))))
+
+    def longest_waiting(self, queue: str) -> tuple[str, float] | None:
+        first = cast(Any, self.redis.zrange(self.keys.line(queue), 0, 0, withscores=True))
+        return (_text(first[0][0]), float(first[0][1])) if first else None
+
+    def pop_longest(self, queue: str) -> str | None:
+        """Take the longest-waiting member off the line; atomic, so two agents never get one."""
+        popped = self.redis.zpopmin(self.keys.line(queue))
+        return _text(popped[0][0]) if popped else None
+
+    def leave_line(self, queue: str, member: str) -> bool:
+        return bool(self.redis.zrem(self.keys.line(queue), member))
+
+    def line(self, queue: str) -> list[tuple[str, float]]:
+        """The whole line, longest waiting first, with the time each first joined."""
+        members = cast(Any, self.redis.zrange(self.keys.line(queue), 0, -1, withscores=True))
+        return [(_text(m), float(s)) for m, s in members]
+
+    # ---- estimated wait -----------------------------------------------------------------
+
+    def record_handle_time(self, queue: str, seconds: float, now: float) -> None:
+        """Remember one call's handle time (talk + wrap-up); the last 50 are kept.
+
+        `now` is accepted for symmetry with the other writers; only the order matters here.
+        """
+        key = self.keys.handle_times(queue)
+        pipe = self.redis.pipeline()
+        pipe.lpush(key, _num(seconds))
+        pipe.ltrim(key, 0, HANDLE_TIMES_KEPT - 1)
+        pipe.execute()
+
+    def average_handle_seconds(self, queue: str) -> float:
+        values = [_float(v) for v in self.redis.lrange(self.keys.handle_times(queue), 0, -1)]
+        return sum(values) / len(values) if values else float(DEFAULT_HANDLE_SECONDS)
+
+    def estimated_wait_seconds(self, queue: str, position: int, agents_on_duty: int) -> int:
+        """Average handle time × the rounds of calls ahead: ceil(position / agents)."""
+        if position <= 0:
+            return 0
+        rounds = math.ceil(position / max(1, agents_on_duty))
+        return round(self.average_handle_seconds(queue) * rounds)
+
+    # ---- idempotency --------------------------------------------------------------------
+
+    def once(self, key: str, ttl_seconds: int = ONCE_TTL_SECONDS) -> bool:
+        """True only the first time `key` is seen: Twilio may deliver a callback twice."""
+        return bool(self.redis.set(self.keys.once(key), "1", nx=True, ex=ttl_seconds))

@@ -1,0 +1,400 @@
+"""Live state on a real Redis: agents, calls, waiting lines, estimated wait, idempotency."""
+
+from __future__ import annotations
+
+import pytest
+import redis as redis_lib
+
+from telephony.state import AgentSnapshot, Keys, LiveState, UnknownAgent
+
+T0 = 1_700_000_000.0  # a fixed clock: tests pass `now`, never sleep
+
+
+@pytest.fixture
+def state(redis_conn: redis_lib.Redis, redis_prefix: str) -> LiveState:
+    live = LiveState(redis_conn, redis_prefix)
+    live.sync_agents({"ann": True, "bob": True, "cat": True, "dan": False}, T0)
+    return live
+
+
+def status_of(state: LiveState, agent_id: str, now: float) -> str:
+    return state.snapshot([agent_id], now)[0].status
+
+
+# ---- keys -------------------------------------------------------------------------------
+
+
+def test_every_key_is_under_the_prefix(redis_conn: redis_lib.Redis, redis_prefix: str) -> None:
+    keys = Keys(redis_prefix)
+    names = [
+        keys.agent("a"),
+        keys.agents_index,
+        keys.status_log,
+        keys.call("CA1"),
+        keys.tried("CA1"),
+        keys.claimed("CA1"),
+        keys.line("q"),
+        keys.handle_times("q"),
+        keys.once("k"),
+        keys.last_agent("+3725550000"),
+    ]
+    assert all(n.startswith(redis_prefix) for n in names)
+    assert len(set(names)) == len(names)
+
+
+# ---- sync and snapshot ------------------------------------------------------------------
+
+
+def test_sync_creates_missing_agents_with_their_default(state: LiveState) -> None:
+    snap = {a.id: a for a in state.snapshot(["ann", "dan"], T0)}
+    assert snap["ann"] == AgentSnapshot("ann", "available", T0, 0.0, 0)
+    assert snap["dan"].status == "offline"
+    assert state.agent_ids() == {"ann", "bob", "cat", "dan"}
+
+
+def test_sync_never_overwrites_an_existing_status(state: LiveState) -> None:
+    state.set_status("ann", "away", T0 + 1, by="agent:ann")
+    created = state.sync_agents({"ann": True, "eve": True}, T0 + 2)
+    assert created == ["eve"]
+    assert status_of(state, "ann", T0 + 3) == "away"
+
+
+def test_snapshot_leaves_out_unknown_agents(state: LiveState) -> None:
+    assert [a.id for a in state.snapshot(["ann", "nobody", "bob"], T0)] == ["ann", "bob"]
+    assert state.snapshot([], T0) == []
+
+
+def test_agents_by_status_counts_every_status(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    counts = state.agents_by_status(["ann", "bob", "cat", "dan"], T0 + 1)
+    assert counts == {
+        "available": 2,
+        "ringing": 1,
+        "on_call": 0,
+        "wrap_up": 0,
+        "away": 0,
+        "offline": 1,
+    }
+
+
+# ---- set_status -------------------------------------------------------------------------
+
+
+def test_set_status_returns_previous_and_current_and_logs_who(state: LiveState) -> None:
+    assert state.set_status("ann", "away", T0 + 5, by="supervisor:sue") == ("available", "away")
+    change = state.status_log("ann", count=1)[0]
+    assert (change.from_status, change.to_status, change.by, change.at) == (
+        "available",
+        "away",
+        "supervisor:sue",
+        T0 + 5,
+    )
+
+
+def test_set_status_refuses_available_for_an_agent_on_a_call(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    assert state.mark_on_call("ann", "CA1", T0 + 3)
+    assert state.set_status("ann", "available", T0 + 4, by="agent:ann") == ("on_call", "on_call")
+    assert status_of(state, "ann", T0 + 5) == "on_call"
+    assert state.status_log("ann", count=1)[0].to_status == "on_call"  # refusal not logged
+
+
+def test_set_status_refuses_available_while_ringing(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    assert state.set_status("ann", "available", T0 + 1, by="agent:ann") == ("ringing", "ringing")
+
+
+def test_away_unsticks_an_agent_whose_call_callbacks_were_lost(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    state.mark_on_call("ann", "CA1", T0 + 3)
+    assert state.set_status("ann", "offline", T0 + 3600, by="supervisor:sue") == (
+        "on_call",
+        "offline",
+    )
+    assert not state.release_after_call("ann", "CA1", T0 + 3601, 10)  # the call let go
+
+
+def test_set_status_available_resets_misses(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    state.release_missed("ann", "CA1", T0 + 20, miss_limit=3)
+    assert state.snapshot(["ann"], T0 + 21)[0].misses == 1
+    state.set_status("ann", "available", T0 + 22, by="agent:ann")
+    assert state.snapshot(["ann"], T0 + 23)[0].misses == 0
+
+
+def test_set_status_rejects_call_statuses_and_unknown_agents(state: LiveState) -> None:
+    with pytest.raises(ValueError):
+        state.set_status("ann", "on_call", T0, by="agent:ann")
+    with pytest.raises(UnknownAgent):
+        state.set_status("nobody", "away", T0, by="agent:nobody")
+
+
+# ---- claims -----------------------------------------------------------------------------
+
+
+def test_claim_walks_candidates_in_order_and_skips_busy(state: LiveState) -> None:
+    state.set_status("bob", "away", T0, by="agent:bob")
+    claimed = state.claim_agents(["dan", "bob", "cat", "ann"], "CA1", 2, T0 + 1, T0 + 31)
+    assert claimed == ["cat", "ann"]
+    snap = {a.id: a for a in state.snapshot(["cat", "ann"], T0 + 2)}
+    assert snap["cat"].status == "ringing" and snap["cat"].last_offered_at == T0 + 1
+    assert state.claim_agents(["cat", "ann"], "CA2", 1, T0 + 2, T0 + 32) == []
+    assert state.claimed("CA1") == {"cat", "ann"}
+
+
+def test_claim_ignores_duplicate_candidates_and_nonpositive_count(state: LiveState) -> None:
+    assert state.claim_agents(["ann", "ann", "bob"], "CA1", 0, T0, T0 + 30) == []
+    assert state.claim_agents(["ann", "ann", "bob"], "CA1", 2, T0, T0 + 30) == ["ann", "bob"]
+
+
+def test_expired_reservation_becomes_claimable(state: LiveState) -> None:
+    assert state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30) == ["ann"]
+    assert state.claim_agents(["ann"], "CA2", 1, T0 + 29.9, ring_until=T0 + 60) == []
+    assert status_of(state, "ann", T0 + 29.9) == "ringing"
+    assert status_of(state, "ann", T0 + 30) == "available"
+    assert state.claim_agents(["ann"], "CA2", 1, T0 + 31, ring_until=T0 + 61) == ["ann"]
+    expired = [c for c in state.status_log("ann") if c.by == "rule:ring_expired"]
+    assert len(expired) == 1 and expired[0].at == T0 + 30  # dated when it expired
+
+
+def test_claim_itself_settles_an_expired_reservation(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    assert state.claim_agents(["ann"], "CA2", 1, T0 + 45, ring_until=T0 + 75) == ["ann"]
+
+
+def test_wrap_up_ends_lazily(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    state.mark_on_call("ann", "CA1", T0 + 5)
+    assert state.release_after_call("ann", "CA1", T0 + 100, wrap_up_seconds=10)
+    assert status_of(state, "ann", T0 + 109) == "wrap_up"
+    assert state.claim_agents(["ann"], "CA2", 1, T0 + 109, T0 + 139) == []
+    ann = state.snapshot(["ann"], T0 + 110)[0]
+    assert (ann.status, ann.idle_since) == ("available", T0 + 110)
+    assert state.status_log("ann", count=1)[0].by == "rule:wrap_up_ended"
+    assert state.claim_agents(["ann"], "CA2", 1, T0 + 111, T0 + 141) == ["ann"]
+
+
+# ---- answered, released, missed ---------------------------------------------------------
+
+
+def test_mark_on_call_only_for_the_call_that_rings_the_agent(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    assert not state.mark_on_call("ann", "CA-other", T0 + 2)
+    assert not state.mark_on_call("bob", "CA1", T0 + 2)  # bob was never claimed
+    assert state.mark_on_call("ann", "CA1", T0 + 3)
+    assert state.mark_on_call("ann", "CA1", T0 + 4)  # a repeated callback is fine
+    assert status_of(state, "ann", T0 + 5) == "on_call"
+
+
+def test_ring_all_answer_releases_the_others_without_a_miss(state: LiveState) -> None:
+    assert state.claim_agents(["ann", "bob", "cat"], "CA1", 3, T0, T0 + 30) == ["ann", "bob", "cat"]
+    assert state.mark_on_call("bob", "CA1", T0 + 4)
+    snap = {a.id: a for a in state.snapshot(["ann", "bob", "cat"], T0 + 5)}
+    assert {i: a.status for i, a in snap.items()} == {
+        "ann": "available",
+        "bob": "on_call",
+        "cat": "available",
+    }
+    assert snap["ann"].misses == 0
+    # The dial's no-answer for the others arriving late changes nothing.
+    assert state.release_missed("ann", "CA1", T0 + 6, miss_limit=1) == ("available", 0)
+
+
+def test_release_unanswered_when_the_caller_hangs_up(state: LiveState) -> None:
+    state.claim_agents(["ann", "bob"], "CA1", 2, T0, T0 + 30)
+    assert sorted(state.release_unanswered("CA1", None, T0 + 3)) == ["ann", "bob"]
+    assert state.release_unanswered("CA1", None, T0 + 4) == []
+
+
+def test_release_after_call_starts_wrap_up_and_counts_the_call(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    state.release_missed("ann", "CA0", T0, 3)  # not this call: nothing
+    state.mark_on_call("ann", "CA1", T0 + 3)
+    assert state.release_after_call("ann", "CA1", T0 + 200, wrap_up_seconds=15)
+    fields = state.agent("ann", T0 + 201)
+    assert fields is not None
+    assert fields["status"] == "wrap_up"
+    assert float(fields["wrap_up_until"]) == T0 + 215
+    assert float(fields["idle_since"]) == T0 + 215
+    assert fields["calls_today"] == "1" and fields["misses"] == "0" and fields["call_sid"] == ""
+
+
+def test_reset_calls_today_zeroes_known_agents_only(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    state.release_after_call("ann", "CA1", T0 + 60, 0)
+    state.reset_calls_today(["ann", "nobody"])
+    assert state.agent("ann", T0 + 61)["calls_today"] == "0"  # type: ignore[index]
+    assert state.agent("nobody", T0 + 61) is None
+
+
+def test_release_after_call_with_no_wrap_up_is_available_at_once(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    state.mark_on_call("ann", "CA1", T0 + 3)
+    assert state.release_after_call("ann", "CA1", T0 + 60, wrap_up_seconds=0)
+    assert status_of(state, "ann", T0 + 60) == "available"
+
+
+def test_release_after_call_is_idempotent(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    state.mark_on_call("ann", "CA1", T0 + 3)
+    assert state.release_after_call("ann", "CA1", T0 + 60, 0)
+    state.claim_agents(["ann"], "CA2", 1, T0 + 61, ring_until=T0 + 91)
+    assert not state.release_after_call("ann", "CA1", T0 + 62, 0)  # stale: must not free CA2
+    assert status_of(state, "ann", T0 + 63) == "ringing"
+    assert state.agent("ann", T0 + 63)["calls_today"] == "1"  # type: ignore[index]
+
+
+def test_missed_ring_counts_and_frees_the_agent(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    assert state.release_missed("ann", "CA1", T0 + 20, miss_limit=3) == ("available", 1)
+    assert state.release_missed("ann", "CA1", T0 + 21, miss_limit=3) == ("available", 1)
+
+
+def test_agent_who_misses_three_rings_is_set_away_and_logged(state: LiveState) -> None:
+    for n, sid in enumerate(["CA1", "CA2", "CA3"], start=1):
+        now = T0 + 100 * n
+        assert state.claim_agents(["ann"], sid, 1, now, ring_until=now + 30) == ["ann"]
+        status, misses = state.release_missed("ann", sid, now + 20, miss_limit=3)
+        assert misses == n
+    assert (status, misses) == ("away", 3)
+    assert state.claim_agents(["ann"], "CA4", 1, T0 + 500, T0 + 530) == []
+    change = state.status_log("ann", count=1)[0]
+    assert (change.from_status, change.to_status, change.by, change.call_sid) == (
+        "ringing",
+        "away",
+        "rule:miss_limit",
+        "CA3",
+    )
+    assert state.release_missed("ann", "CA3", T0 + 321, miss_limit=3) == ("away", 3)
+
+
+def test_answering_resets_the_miss_count(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    state.release_missed("ann", "CA1", T0 + 20, miss_limit=3)
+    state.claim_agents(["ann"], "CA2", 1, T0 + 40, ring_until=T0 + 70)
+    state.mark_on_call("ann", "CA2", T0 + 45)
+    state.release_after_call("ann", "CA2", T0 + 90, 0)
+    assert state.snapshot(["ann"], T0 + 91)[0].misses == 0
+
+
+def test_a_late_no_answer_after_expiry_still_counts_once(state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
+    assert status_of(state, "ann", T0 + 31) == "available"
+    assert state.release_missed("ann", "CA1", T0 + 32, miss_limit=1) == ("away", 1)
+    assert state.release_missed("ann", "CA1", T0 + 33, miss_limit=1) == ("away", 1)
+
+
+def test_a_late_answer_after_expiry_is_accepted_if_nobody_claimed_the_agent(
+    state: LiveState,
+) -> None:
+    state.claim_agents(["ann", "bob"], "CA1", 2, T0, ring_until=T0 + 30)
+    assert state.mark_on_call("ann", "CA1", T0 + 31)
+    assert state.claim_agents(["bob"], "CA2", 1, T0 + 32, ring_until=T0 + 62) == ["bob"]
+    assert not state.mark_on_call("bob", "CA1", T0 + 33)  # bob now belongs to CA2
+
+
+def test_unknown_agent_releases_are_values_not_errors(state: LiveState) -> None:
+    assert state.release_missed("nobody", "CA1", T0, 3) == (None, 0)
+    assert not state.release_after_call("nobody", "CA1", T0, 10)
+    assert not state.mark_on_call("nobody", "CA1", T0)
+
+
+# ---- calls ------------------------------------------------------------------------------
+
+
+def test_call_state_round_trip_with_ttl(state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    assert state.get_call("CA1") is None
+    state.save_call("CA1", {"queue": "support", "lang": "en", "skip": None}, T0)
+    call = state.get_call("CA1")
+    assert call == {"queue": "support", "lang": "en", "created_at": repr(T0)}
+    assert 0 < redis_conn.ttl(state.keys.call("CA1")) <= 24 * 3600
+    assert state.update_call("CA1", lang="ru", queue=None, answered_by="")
+    assert state.get_call("CA1") == {"lang": "ru", "answered_by": "", "created_at": repr(T0)}
+    assert not state.update_call("CA-unknown", lang="ru")
+    assert state.get_call("CA-unknown") is None
+
+
+def test_tried_agents_and_attempts(state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    assert state.tried("CA1") == set()
+    state.add_tried("CA1", "ann")
+    state.add_tried("CA1", "bob")
+    state.add_tried("CA1", "ann")
+    assert state.tried("CA1") == {"ann", "bob"}
+    assert [state.incr_attempt("CA1") for _ in range(3)] == [1, 2, 3]
+    assert redis_conn.ttl(state.keys.tried("CA1")) > 0
+    assert redis_conn.ttl(state.keys.call("CA1")) > 0
+
+
+def test_last_agent_is_remembered_per_number(state: LiveState) -> None:
+    assert state.last_agent("+3725550000") is None
+    state.set_last_agent("+3725550000", "ann")
+    state.set_last_agent("+3725550000", "bob")
+    assert state.last_agent("+3725550000") == "bob"
+
+
+# ---- waiting lines ----------------------------------------------------------------------
+
+
+def test_line_orders_by_first_join_and_rejoin_keeps_place(state: LiveState) -> None:
+    assert state.join_line("support", "call:CA1", T0)
+    assert state.join_line("support", "call:CA2", T0 + 10)
+    assert not state.join_line("support", "call:CA1", T0 + 20)  # re-join keeps the place
+    assert state.position("support", "call:CA1") == 1
+    assert state.position("support", "call:CA2") == 2
+    assert state.position("support", "call:CA9") is None
+    assert state.line_length("support") == 2
+    assert state.longest_waiting("support") == ("call:CA1", T0)
+
+
+def test_callback_keeps_its_place_ahead_of_later_callers(state: LiveState) -> None:
+    state.join_line("support", "call:CA1", T0)
+    state.join_line("support", "call:CA2", T0 + 60)
+    state.join_line("support", "call:CA3", T0 + 90)
+    # CA1's caller chose a callback: the call leaves, the callback takes its original time.
+    assert state.leave_line("support", "call:CA1")
+    assert not state.leave_line("support", "call:CA1")
+    state.join_line("support", "callback:42", since=T0)
+    assert state.line("support") == [
+        ("callback:42", T0),
+        ("call:CA2", T0 + 60),
+        ("call:CA3", T0 + 90),
+    ]
+    assert state.pop_longest("support") == "callback:42"
+    assert state.pop_longest("support") == "call:CA2"
+    assert state.position("support", "call:CA3") == 1
+
+
+def test_empty_line(state: LiveState) -> None:
+    assert state.longest_waiting("sales") is None
+    assert state.pop_longest("sales") is None
+    assert state.line("sales") == []
+    assert state.line_length("sales") == 0
+
+
+# ---- estimated wait ---------------------------------------------------------------------
+
+
+def test_estimated_wait_defaults_to_three_minutes_per_round(state: LiveState) -> None:
+    assert state.estimated_wait_seconds("support", position=1, agents_on_duty=2) == 180
+    assert state.estimated_wait_seconds("support", position=3, agents_on_duty=2) == 360
+    assert state.estimated_wait_seconds("support", position=3, agents_on_duty=0) == 540
+    assert state.estimated_wait_seconds("support", position=0, agents_on_duty=2) == 0
+
+
+def test_estimated_wait_averages_the_last_fifty_handle_times(state: LiveState) -> None:
+    for _ in range(10):
+        state.record_handle_time("support", 1000, T0)
+    for _ in range(50):
+        state.record_handle_time("support", 100, T0)
+    assert state.average_handle_seconds("support") == 100
+    assert state.estimated_wait_seconds("support", position=5, agents_on_duty=2) == 300
+
+
+# ---- idempotency ------------------------------------------------------------------------
+
+
+def test_once_is_true_only_the_first_time(state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    assert state.once("status:CA1:3")
+    assert not state.once("status:CA1:3")
+    assert state.once("status:CA1:4", ttl_seconds=60)
+    assert 0 < redis_conn.ttl(state.keys.once("status:CA1:4")) <= 60

@@ -1,0 +1,1263 @@
+"""The client card: the single writer of card events, and the card's workflows.
+
+Every state change here (opt-outs, voicemails, callbacks, complaints, notes) writes its event
+through `append_event`, so the timeline is the complete history of a client. Functions take an
+open session from `db.session()` and never commit: the caller owns the unit of work.
+Idempotency keys are `{entity}:{id}:{what}` (see docs/card.md); a repeated key adds nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from routing_rules.outbound import ConvenientWindow
+
+from .models import (
+    CALLBACK_OPEN_STATUSES,
+    OPT_OUT_SOURCES,
+    Callback,
+    CardEvent,
+    Client,
+    Complaint,
+    OptOut,
+    PhoneNumber,
+    Recording,
+    Voicemail,
+)
+
+COMPLAINT_ACK_WITHIN = timedelta(hours=24)  # a supervisor acknowledges within a working day
+COMPLAINT_RESOLVE_WITHIN = timedelta(days=7)  # and resolves within a week
+TIMELINE_MAX_LIMIT = 500  # one page; keeps a card request cheap
+
+EVENT_KINDS = frozenset(
+    {
+        "call_arrived",
+        "menu_choice",
+        "agent_rung",
+        "call_answered",
+        "call_status",
+        "call_completed",
+        "call_abandoned",
+        "recording_linked",
+        "voicemail_left",
+        "voicemail_handled",
+        "callback_requested",
+        "callback_attempt",
+        "callback_completed",
+        "callback_given_up",
+        "callback_cancelled",
+        "complaint_opened",
+        "complaint_escalated",
+        "complaint_acknowledged",
+        "complaint_resolved",
+        "note",
+        "agreement",
+        "opted_out",
+        "opt_out_withdrawn",
+        "outbound_blocked",
+        "outbound_placed",
+        "survey_score",
+        "language_changed",
+        "client_updated",
+    }
+)
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+T = TypeVar("T")
+
+
+class NumberInUse(ValueError):
+    """The number already belongs to another card (one card per number)."""
+
+    def __init__(self, e164: str, client_id: int) -> None:
+        super().__init__(f"{e164} already belongs to client {client_id}")
+        self.e164 = e164
+        self.client_id = client_id
+
+
+def _now(at: datetime | None) -> datetime:
+    return at if at is not None else datetime.now(UTC)
+
+
+def _insert_or_find(s: Session, obj: T, find: Callable[[], T | None]) -> tuple[T, bool]:
+    """Insert `obj` inside a SAVEPOINT; on a unique clash return what `find` sees instead.
+
+    The savepoint keeps the caller's transaction alive when a concurrent writer won the race.
+    """
+    try:
+        with s.begin_nested():
+            s.add(obj)
+            s.flush()
+        return obj, True
+    except IntegrityError:
+        existing = find()
+        if existing is None:
+            raise  # not a uniqueness race (e.g. a missing client): a real error
+        return existing, False
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def append_event(
+    s: Session,
+    client_id: int,
+    kind: str,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+    call_sid: str | None = None,
+    agent_id: str | None = None,
+    queue: str | None = None,
+    key: str | None = None,
+) -> CardEvent | None:
+    """Append one event to the card; None when `key` was already written (even concurrently)."""
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"unknown card event kind {kind!r}: add it to EVENT_KINDS, docs/card.md")
+
+    def find() -> CardEvent | None:
+        return s.scalar(sa.select(CardEvent).where(CardEvent.key == key)) if key else None
+
+    if key is not None and find() is not None:
+        return None
+    event = CardEvent(
+        client_id=client_id,
+        kind=kind,
+        data=dict(data or {}),
+        at=_now(at),
+        call_sid=call_sid,
+        agent_id=agent_id,
+        queue=queue,
+        key=key,
+    )
+    if key is None:
+        s.add(event)
+        s.flush()
+        return event
+    stored, created = _insert_or_find(s, event, find)
+    return stored if created else None
+
+
+def event_dict(event: CardEvent) -> dict[str, Any]:
+    """A JSON-able view of an event for the API and pages."""
+    return {
+        "id": event.id,
+        "kind": event.kind,
+        "at": event.at.isoformat(),
+        "call_sid": event.call_sid,
+        "agent_id": event.agent_id,
+        "queue": event.queue,
+        "data": event.data,
+    }
+
+
+event_json = event_dict  # the name webhooks/api.py uses
+
+
+def encode_cursor(event: CardEvent) -> str:
+    """An opaque, URL-safe position in a timeline: `{microseconds since epoch}-{id}`."""
+    micros = int(event.at.timestamp()) * 1_000_000 + event.at.microsecond
+    return f"{micros}-{event.id}"
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        micros, event_id = (int(part) for part in cursor.split("-", 1))
+    except ValueError as exc:
+        raise ValueError(f"bad timeline cursor {cursor!r}") from exc
+    at = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
+    return at, event_id
+
+
+def timeline(
+    s: Session, client_id: int, limit: int = 50, before: str | None = None
+) -> tuple[list[CardEvent], str | None]:
+    """Newest first, keyset-paginated on (at, id): pass the returned cursor as `before`."""
+    limit = max(1, min(limit, TIMELINE_MAX_LIMIT))
+    query = sa.select(CardEvent).where(CardEvent.client_id == client_id)
+    if before is not None:
+        at, event_id = decode_cursor(before)
+        # A row comparison is an index condition on both backends (an OR would be a filter).
+        query = query.where(sa.tuple_(CardEvent.at, CardEvent.id) < sa.tuple_(at, event_id))
+    query = query.order_by(CardEvent.at.desc(), CardEvent.id.desc()).limit(limit + 1)
+    events = list(s.scalars(query))
+    if len(events) > limit:
+        events = events[:limit]
+        return events, encode_cursor(events[-1])
+    return events, None
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+
+def find_client_by_phone(s: Session, e164: str) -> Client | None:
+    return s.scalar(sa.select(Client).join(PhoneNumber).where(PhoneNumber.e164 == e164))
+
+
+def get_client(s: Session, client_id: int) -> Client | None:
+    return s.get(Client, client_id)
+
+
+def find_or_create_client(
+    s: Session, e164: str, language: str | None = None, name: str | None = None
+) -> tuple[Client, bool]:
+    """The card for this number, created on first contact. Safe against concurrent callers."""
+    client = find_client_by_phone(s, e164)
+    if client is not None:
+        return client, False
+    new = Client(name=name, language=language, numbers=[PhoneNumber(e164=e164)])
+    return _insert_or_find(s, new, lambda: find_client_by_phone(s, e164))
+
+
+def create_client(
+    s: Session,
+    *,
+    numbers: Iterable[str] = (),
+    name: str | None = None,
+    language: str | None = None,
+    zone: str | None = None,
+    convenient_from: str | None = None,
+    convenient_to: str | None = None,
+    convenient_days: Sequence[str] | None = None,
+) -> Client:
+    """A new card (admin/API). Raises NumberInUse if a number belongs to another card."""
+    fields = _checked_fields(
+        zone=zone,
+        convenient_from=convenient_from,
+        convenient_to=convenient_to,
+        convenient_days=convenient_days,
+    )
+    client = Client(name=name, language=language, **fields)
+    s.add(client)
+    s.flush()
+    for e164 in numbers:
+        add_number(s, client.id, e164)
+    return client
+
+
+def add_number(s: Session, client_id: int, e164: str, label: str | None = None) -> PhoneNumber:
+    owner = find_client_by_phone(s, e164)
+    if owner is not None and owner.id != client_id:
+        raise NumberInUse(e164, owner.id)
+    if owner is not None:
+        return s.scalars(sa.select(PhoneNumber).where(PhoneNumber.e164 == e164)).one()
+    number = PhoneNumber(client_id=client_id, e164=e164, label=label)
+    stored, created = _insert_or_find(
+        s, number, lambda: s.scalar(sa.select(PhoneNumber).where(PhoneNumber.e164 == e164))
+    )
+    if not created and stored.client_id != client_id:
+        raise NumberInUse(e164, stored.client_id)
+    return stored
+
+
+_UNSET: Any = object()
+
+
+def update_client(
+    s: Session,
+    client_id: int,
+    *,
+    by: str | None = None,
+    at: datetime | None = None,
+    name: str | None = _UNSET,
+    language: str | None = _UNSET,
+    zone: str | None = _UNSET,
+    convenient_from: str | None = _UNSET,
+    convenient_to: str | None = _UNSET,
+    convenient_days: Sequence[str] | None = _UNSET,
+    record_language_change: bool = True,
+) -> Client:
+    """Change card fields; a language change is a `language_changed` event, the rest one
+    `client_updated` event listing what changed."""
+    client = _get_or_raise(s, Client, client_id)
+    changes = {
+        k: v
+        for k, v in _checked_fields(
+            name=name,
+            zone=zone,
+            convenient_from=convenient_from,
+            convenient_to=convenient_to,
+            convenient_days=convenient_days,
+        ).items()
+        if v is not _UNSET and getattr(client, k) != v
+    }
+    for field, value in changes.items():
+        setattr(client, field, value)
+    if language is not _UNSET and language != client.language:
+        old, client.language = client.language, language
+        if record_language_change:
+            data = {"from": old, "to": language, "by": by}
+            append_event(s, client_id, "language_changed", data, at)
+    if changes:
+        append_event(s, client_id, "client_updated", {"changes": changes, "by": by}, at)
+    s.flush()
+    return client
+
+
+def _checked_fields(**fields: Any) -> dict[str, Any]:
+    """Validate the card's zone and convenient window; ValueError names the field."""
+    zone = fields.get("zone")
+    if zone not in (None, _UNSET):
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"zone: unknown IANA zone {zone!r}") from exc
+    for name in ("convenient_from", "convenient_to"):
+        value = fields.get(name)
+        if value not in (None, _UNSET) and not _HHMM.match(value):
+            raise ValueError(f"{name}: expected local time HH:MM, got {value!r}")
+    days = fields.get("convenient_days")
+    if days not in (None, _UNSET):
+        days = [d.lower()[:3] for d in days]
+        bad = [d for d in days if d not in DAYS]
+        if bad:
+            raise ValueError(f"convenient_days: unknown days {bad}")
+        fields["convenient_days"] = days
+    return fields
+
+
+def _get_or_raise(s: Session, model: type[T], ident: int) -> T:
+    obj = s.get(model, ident)
+    if obj is None:
+        raise LookupError(f"{model.__name__} {ident} not found")
+    return obj
+
+
+def card(s: Session, client_id: int) -> dict[str, Any] | None:
+    """The card's header as JSON-able values: identity, numbers, window, opt-outs, counts."""
+    client = s.scalar(
+        sa.select(Client).options(selectinload(Client.numbers)).where(Client.id == client_id)
+    )
+    if client is None:
+        return None
+    numbers = [n.e164 for n in client.numbers]
+    active = list(
+        s.scalars(
+            sa.select(OptOut)
+            .where(
+                OptOut.withdrawn_at.is_(None),
+                sa.or_(OptOut.client_id == client_id, OptOut.e164.in_(numbers)),
+            )
+            .order_by(OptOut.id)
+        )
+    )
+
+    def count(model: Any, *where: Any) -> int:
+        return s.scalar(sa.select(sa.func.count()).select_from(model).where(*where)) or 0
+
+    return {
+        "id": client.id,
+        "name": client.name,
+        "language": client.language,
+        "zone": client.zone,
+        "created_at": client.created_at.isoformat(),
+        "numbers": [{"e164": n.e164, "label": n.label} for n in client.numbers],
+        "window": {
+            "from": client.convenient_from,
+            "to": client.convenient_to,
+            "days": client.convenient_days,
+        },
+        "opted_out": _client_opted_out(s, client_id),
+        "opted_out_numbers": sorted({o.e164 for o in active if o.e164}),
+        "opt_outs": [opt_out_dict(o) for o in active],
+        "counts": {
+            "events": count(CardEvent, CardEvent.client_id == client_id),
+            "calls": count(
+                CardEvent, CardEvent.client_id == client_id, CardEvent.kind == "call_arrived"
+            ),
+            "open_voicemails": count(
+                Voicemail, Voicemail.client_id == client_id, Voicemail.status == "open"
+            ),
+            "open_callbacks": count(
+                Callback,
+                Callback.client_id == client_id,
+                Callback.status.in_(CALLBACK_OPEN_STATUSES),
+            ),
+            "open_complaints": count(
+                Complaint, Complaint.client_id == client_id, Complaint.status != "resolved"
+            ),
+        },
+    }
+
+
+def add_note(
+    s: Session,
+    client_id: int,
+    text: str,
+    by: str | None,
+    kind: Literal["note", "agreement"] = "note",
+    at: datetime | None = None,
+    call_sid: str | None = None,
+) -> CardEvent:
+    """A note or an agreement with the client ("call me after 18:00"), written by an agent."""
+    if kind not in ("note", "agreement"):
+        raise ValueError(f"kind must be note or agreement, not {kind!r}")
+    event = append_event(s, client_id, kind, {"text": text, "by": by}, at, call_sid, agent_id=by)
+    assert event is not None  # no key, so always written
+    return event
+
+
+# --- opt-outs ---------------------------------------------------------------------------------
+
+
+def opt_out_dict(o: OptOut) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "scope": "number" if o.e164 else "client",
+        "client_id": o.client_id,
+        "e164": o.e164,
+        "source": o.source,
+        "reason": o.reason,
+        "created_at": o.created_at.isoformat(),
+        "created_by": o.created_by,
+        "withdrawn_at": o.withdrawn_at.isoformat() if o.withdrawn_at else None,
+        "withdrawn_by": o.withdrawn_by,
+        "withdrawn_reason": o.withdrawn_reason,
+    }
+
+
+def _check_source(source: str) -> None:
+    if source not in OPT_OUT_SOURCES:
+        raise ValueError(f"source must be one of {OPT_OUT_SOURCES}, not {source!r}")
+
+
+def _opted_out_event(s: Session, o: OptOut, client_id: int | None, call_sid: str | None) -> None:
+    if client_id is not None:
+        data = {
+            "scope": "number" if o.e164 else "client",
+            "e164": o.e164,
+            "source": o.source,
+            "reason": o.reason,
+            "by": o.created_by,
+            "opt_out_id": o.id,
+        }
+        append_event(
+            s, client_id, "opted_out", data, o.created_at, call_sid, key=f"optout:{o.id}:created"
+        )
+
+
+def opt_out_client(
+    s: Session,
+    client_id: int,
+    source: str,
+    reason: str | None = None,
+    by: str | None = None,
+    at: datetime | None = None,
+    call_sid: str | None = None,
+) -> OptOut:
+    """Opt the whole card out ("don't call me again"). Repeating it changes nothing."""
+    _check_source(source)
+    _get_or_raise(s, Client, client_id)
+
+    def find() -> OptOut | None:
+        return s.scalar(
+            sa.select(OptOut).where(
+                OptOut.client_id == client_id, OptOut.e164.is_(None), OptOut.withdrawn_at.is_(None)
+            )
+        )
+
+    existing = find()
+    if existing is not None:
+        return existing
+    row = OptOut(
+        client_id=client_id, source=source, reason=reason, created_by=by, created_at=_now(at)
+    )
+    stored, created = _insert_or_find(s, row, find)
+    if created:
+        _refresh_opted_out(s, client_id)
+        _opted_out_event(s, stored, client_id, call_sid)
+    return stored
+
+
+def opt_out_number(
+    s: Session,
+    e164: str,
+    source: str,
+    reason: str | None = None,
+    by: str | None = None,
+    at: datetime | None = None,
+    call_sid: str | None = None,
+) -> OptOut:
+    """Block one number (with or without a card); the card, if any, gets the event."""
+    _check_source(source)
+
+    def find() -> OptOut | None:
+        return s.scalar(sa.select(OptOut).where(OptOut.e164 == e164, OptOut.withdrawn_at.is_(None)))
+
+    existing = find()
+    if existing is not None:
+        return existing
+    owner = find_client_by_phone(s, e164)
+    owner_id = owner.id if owner else None
+    row = OptOut(
+        client_id=owner_id,
+        e164=e164,
+        source=source,
+        reason=reason,
+        created_by=by,
+        created_at=_now(at),
+    )
+    stored, created = _insert_or_find(s, row, find)
+    if created:
+        _opted_out_event(s, stored, owner_id, call_sid)
+    return stored
+
+
+def withdraw_opt_out(
+    s: Session,
+    optout_id: int,
+    by: str | None,
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> OptOut | None:
+    """Lift an opt-out, keeping the record of who asked and who lifted it; None if unknown."""
+    row = s.get(OptOut, optout_id)
+    if row is None:
+        return None
+    if row.withdrawn_at is not None:
+        return row
+    row.withdrawn_at, row.withdrawn_by, row.withdrawn_reason = _now(at), by, reason
+    s.flush()
+    _refresh_opted_out(s, row.client_id)
+    client_id = row.client_id
+    if client_id is None and row.e164:
+        owner = find_client_by_phone(s, row.e164)
+        client_id = owner.id if owner else None
+    if client_id is not None:
+        data = {
+            "scope": "number" if row.e164 else "client",
+            "e164": row.e164,
+            "by": by,
+            "reason": reason,
+            "opt_out_id": row.id,
+        }
+        append_event(
+            s,
+            client_id,
+            "opt_out_withdrawn",
+            data,
+            row.withdrawn_at,
+            key=f"optout:{row.id}:withdrawn",
+        )
+    return row
+
+
+def is_opted_out(s: Session, e164: str) -> tuple[bool, bool, int | None]:
+    """(client opted out, number opted out, client id) — what the outbound guard needs."""
+    client = find_client_by_phone(s, e164)
+    number_out = s.scalar(
+        sa.select(sa.exists().where(OptOut.e164 == e164, OptOut.withdrawn_at.is_(None)))
+    )
+    if client is None:
+        return False, bool(number_out), None
+    return _client_opted_out(s, client.id), bool(number_out), client.id
+
+
+def _client_opted_out(s: Session, client_id: int) -> bool:
+    """Asked of the database, not the (possibly stale) loaded `Client.opted_out`."""
+    return bool(
+        s.scalar(
+            sa.select(
+                sa.exists().where(
+                    OptOut.client_id == client_id,
+                    OptOut.e164.is_(None),
+                    OptOut.withdrawn_at.is_(None),
+                )
+            )
+        )
+    )
+
+
+def _refresh_opted_out(s: Session, client_id: int | None) -> None:
+    client = s.get(Client, client_id) if client_id is not None else None
+    if client is not None:
+        s.expire(client, ["opted_out"])
+
+
+def opted_out_sets(s: Session) -> tuple[set[str], set[str]]:
+    """(numbers opted out themselves, numbers of opted-out clients) for bulk screening."""
+    numbers = set(
+        s.scalars(
+            sa.select(OptOut.e164).where(OptOut.e164.is_not(None), OptOut.withdrawn_at.is_(None))
+        )
+    )
+    of_clients = set(
+        s.scalars(
+            sa.select(PhoneNumber.e164)
+            .join(OptOut, OptOut.client_id == PhoneNumber.client_id)
+            .where(OptOut.e164.is_(None), OptOut.withdrawn_at.is_(None))
+        )
+    )
+    return {n for n in numbers if n}, of_clients
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundFacts:
+    """What the card says about calling a number (same fields as telephony's CardFacts)."""
+
+    stored_zone: str | None = None
+    opted_out: bool = False
+    number_opted_out: bool = False
+    window: ConvenientWindow | None = None
+
+
+def outbound_facts(s: Session, e164: str) -> tuple[OutboundFacts, int | None]:
+    """The guard's inputs from the card, read at the moment of dialling."""
+    client_out, number_out, client_id = is_opted_out(s, e164)
+    client = s.get(Client, client_id) if client_id is not None else None
+    window = None
+    if client is not None and client.convenient_from and client.convenient_to:
+        days = tuple(client.convenient_days) if client.convenient_days else None
+        window = ConvenientWindow(
+            start=client.convenient_from,
+            end=client.convenient_to,
+            days=days,  # type: ignore[arg-type]
+        )
+    facts = OutboundFacts(
+        stored_zone=client.zone if client else None,
+        opted_out=client_out,
+        number_opted_out=number_out,
+        window=window,
+    )
+    return facts, client_id
+
+
+def list_opt_outs(
+    s: Session, active: bool = True, client_id: int | None = None, limit: int = 500
+) -> list[OptOut]:
+    query = sa.select(OptOut).order_by(OptOut.created_at.desc(), OptOut.id.desc()).limit(limit)
+    if active:
+        query = query.where(OptOut.withdrawn_at.is_(None))
+    if client_id is not None:
+        query = query.where(OptOut.client_id == client_id)
+    return list(s.scalars(query))
+
+
+# --- recordings -------------------------------------------------------------------------------
+
+
+def link_recording(
+    s: Session,
+    *,
+    sid: str,
+    url: str,
+    call_sid: str | None = None,
+    client_id: int | None = None,
+    duration: int | None = None,
+    channels: int | None = None,
+    source: str | None = None,
+    kind: str = "call",
+    status: str = "completed",
+    started_at: datetime | None = None,
+    at: datetime | None = None,
+    queue: str | None = None,
+) -> tuple[Recording, bool]:
+    """Store a finished recording once per RecordingSid and link it on the card."""
+
+    def find() -> Recording | None:
+        return s.scalar(sa.select(Recording).where(Recording.sid == sid))
+
+    existing = find()
+    if existing is not None:
+        return existing, False
+    at = _now(at)
+    row = Recording(
+        sid=sid,
+        url=url,
+        call_sid=call_sid,
+        client_id=client_id,
+        duration=duration,
+        channels=channels,
+        source=source,
+        kind=kind,
+        status=status,
+        started_at=started_at,
+        created_at=at,
+    )
+    stored, created = _insert_or_find(s, row, find)
+    if created and client_id is not None:
+        data = {
+            "sid": sid,
+            "url": url,
+            "duration": duration,
+            "kind": kind,
+            "channels": channels,
+            "source": source,
+        }
+        append_event(
+            s,
+            client_id,
+            "recording_linked",
+            data,
+            at,
+            call_sid,
+            queue=queue,
+            key=f"recording:{sid}:linked",
+        )
+    return stored, created
+
+
+# --- voicemails -------------------------------------------------------------------------------
+
+
+def create_voicemail(
+    s: Session,
+    *,
+    recording_sid: str,
+    url: str,
+    due_at: datetime,
+    client_id: int | None = None,
+    call_sid: str | None = None,
+    duration: int | None = None,
+    queue: str | None = None,
+    language: str | None = None,
+    created_at: datetime | None = None,
+) -> tuple[Voicemail, bool]:
+    """A voicemail to answer by `due_at`; a repeated recording callback returns the first."""
+
+    def find() -> Voicemail | None:
+        return s.scalar(sa.select(Voicemail).where(Voicemail.recording_sid == recording_sid))
+
+    existing = find()
+    if existing is not None:
+        return existing, False
+    created_at = _now(created_at)
+    vm = Voicemail(
+        recording_sid=recording_sid,
+        url=url,
+        due_at=due_at,
+        client_id=client_id,
+        call_sid=call_sid,
+        duration=duration,
+        queue=queue,
+        language=language,
+        created_at=created_at,
+        status="open",
+    )
+    stored, created = _insert_or_find(s, vm, find)
+    if created and client_id is not None:
+        data = {
+            "voicemail_id": stored.id,
+            "recording_sid": recording_sid,
+            "url": url,
+            "duration": duration,
+            "due_at": due_at.isoformat(),
+            "language": language,
+        }
+        append_event(
+            s,
+            client_id,
+            "voicemail_left",
+            data,
+            created_at,
+            call_sid,
+            queue=queue,
+            key=f"voicemail:{recording_sid}:left",
+        )
+    return stored, created
+
+
+def list_voicemails(
+    s: Session,
+    status: Literal["open", "overdue", "handled"] = "open",
+    now: datetime | None = None,
+    limit: int = 200,
+) -> list[Voicemail]:
+    """Open ones soonest-due first; overdue = open and past due_at; handled newest first."""
+    query = sa.select(Voicemail).limit(limit)
+    if status == "handled":
+        return list(
+            s.scalars(
+                query.where(Voicemail.status == "handled").order_by(
+                    Voicemail.handled_at.desc(), Voicemail.id.desc()
+                )
+            )
+        )
+    query = query.where(Voicemail.status == "open").order_by(Voicemail.due_at, Voicemail.id)
+    if status == "overdue":
+        query = query.where(Voicemail.due_at < _now(now))
+    elif status != "open":
+        raise ValueError(f"status must be open, overdue or handled, not {status!r}")
+    return list(s.scalars(query))
+
+
+def mark_voicemail_handled(
+    s: Session,
+    voicemail_id: int,
+    by: str | None,
+    note: str | None = None,
+    at: datetime | None = None,
+) -> Voicemail:
+    vm = _get_or_raise(s, Voicemail, voicemail_id)
+    if vm.status == "handled":
+        return vm
+    vm.status, vm.handled_at, vm.handled_by, vm.note = "handled", _now(at), by, note
+    s.flush()
+    if vm.client_id is not None:
+        due = vm.due_at
+        data = {
+            "voicemail_id": vm.id,
+            "by": by,
+            "note": note,
+            "late": vm.handled_at > due if vm.handled_at else False,
+        }
+        append_event(
+            s,
+            vm.client_id,
+            "voicemail_handled",
+            data,
+            vm.handled_at,
+            vm.call_sid,
+            agent_id=by,
+            queue=vm.queue,
+            key=f"voicemail:{vm.recording_sid}:handled",
+        )
+    return vm
+
+
+# --- callbacks --------------------------------------------------------------------------------
+
+
+def _open_callback(s: Session, client_id: int, queue: str) -> Callback | None:
+    return s.scalar(
+        sa.select(Callback).where(
+            Callback.client_id == client_id,
+            Callback.queue == queue,
+            Callback.status.in_(CALLBACK_OPEN_STATUSES),
+        )
+    )
+
+
+def request_callback(
+    s: Session,
+    client_id: int,
+    e164: str,
+    queue: str,
+    *,
+    at: datetime | None = None,
+    first_queued_at: datetime | None = None,
+    language: str | None = None,
+    not_before: datetime | None = None,
+    due_at: datetime | None = None,
+    call_sid: str | None = None,
+) -> tuple[Callback, bool]:
+    """Promise a call back. One open callback per client and queue: a repeat returns it.
+
+    `first_queued_at` is when the caller joined the line, so the callback keeps that place.
+    """
+    existing = _open_callback(s, client_id, queue)
+    if existing is not None:
+        return existing, False
+    at = _now(at)
+    cb = Callback(
+        client_id=client_id,
+        e164=e164,
+        queue=queue,
+        language=language,
+        call_sid=call_sid,
+        first_queued_at=first_queued_at or at,
+        requested_at=at,
+        not_before=not_before,
+        due_at=due_at,
+        status="pending",
+        attempts=0,
+    )
+    stored, created = _insert_or_find(s, cb, lambda: _open_callback(s, client_id, queue))
+    if created:
+        data = {
+            "callback_id": stored.id,
+            "e164": e164,
+            "not_before": _iso(not_before),
+            "due_at": _iso(due_at),
+            "first_queued_at": stored.first_queued_at.isoformat(),
+        }
+        append_event(
+            s,
+            client_id,
+            "callback_requested",
+            data,
+            at,
+            call_sid,
+            queue=queue,
+            key=f"callback:{stored.id}:requested",
+        )
+    return stored, created
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def due_callbacks(s: Session, now: datetime, limit: int = 50) -> list[Callback]:
+    """Pending callbacks that may be tried now, in the order the callers first queued."""
+    return list(
+        s.scalars(
+            sa.select(Callback)
+            .where(
+                Callback.status == "pending",
+                sa.or_(Callback.not_before.is_(None), Callback.not_before <= now),
+                sa.or_(Callback.next_attempt_at.is_(None), Callback.next_attempt_at <= now),
+            )
+            .order_by(Callback.first_queued_at, Callback.id)
+            .limit(limit)
+        )
+    )
+
+
+def claim_callback(s: Session, callback_id: int, agent_id: str | None) -> bool:
+    """Move one pending callback to dialling; False if another worker got it first."""
+    result = s.execute(
+        sa.update(Callback)
+        .where(Callback.id == callback_id, Callback.status == "pending")
+        .values(status="dialling", agent_id=agent_id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_callback_attempt(
+    s: Session,
+    callback_id: int,
+    result: str,
+    *,
+    at: datetime | None = None,
+    agent_id: str | None = None,
+    call_sid: str | None = None,
+    retry_at: datetime | None = None,
+    data: dict[str, Any] | None = None,
+) -> Callback:
+    """Count one attempt. `completed` closes it; with `retry_at` it waits for the next try;
+    otherwise it is given up (`blocked` when the guard refused, else `failed`)."""
+    cb = _get_or_raise(s, Callback, callback_id)
+    at = _now(at)
+    cb.attempts += 1
+    cb.last_result = result
+    cb.agent_id = agent_id or cb.agent_id
+    event = {
+        "callback_id": cb.id,
+        "attempt": cb.attempts,
+        "result": result,
+        "retry_at": _iso(retry_at),
+        **(data or {}),
+    }
+    append_event(s, cb.client_id, "callback_attempt", event, at, call_sid, agent_id, cb.queue)
+    if result == "completed":
+        cb.status, cb.closed_at, cb.next_attempt_at = "completed", at, None
+        append_event(
+            s,
+            cb.client_id,
+            "callback_completed",
+            {"callback_id": cb.id, "attempts": cb.attempts},
+            at,
+            call_sid,
+            agent_id,
+            cb.queue,
+            key=f"callback:{cb.id}:completed",
+        )
+    elif retry_at is not None:
+        cb.status, cb.next_attempt_at = "pending", retry_at
+    else:
+        cb.status = "blocked" if result == "blocked" else "failed"
+        cb.closed_at, cb.next_attempt_at = at, None
+        append_event(
+            s,
+            cb.client_id,
+            "callback_given_up",
+            {"callback_id": cb.id, "attempts": cb.attempts, "result": result},
+            at,
+            call_sid,
+            agent_id,
+            cb.queue,
+            key=f"callback:{cb.id}:given_up",
+        )
+    s.flush()
+    return cb
+
+
+def cancel_callback(
+    s: Session,
+    callback_id: int,
+    by: str | None,
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> Callback:
+    cb = _get_or_raise(s, Callback, callback_id)
+    if not cb.is_open:
+        return cb
+    cb.status, cb.closed_at = "cancelled", _now(at)
+    s.flush()
+    append_event(
+        s,
+        cb.client_id,
+        "callback_cancelled",
+        {"callback_id": cb.id, "by": by, "reason": reason},
+        cb.closed_at,
+        queue=cb.queue,
+        key=f"callback:{cb.id}:cancelled",
+    )
+    return cb
+
+
+def get_callback(s: Session, callback_id: int) -> Callback | None:
+    return s.get(Callback, callback_id)
+
+
+def complete_callback(
+    s: Session,
+    callback_id: int,
+    *,
+    agent_id: str | None = None,
+    call_sid: str | None = None,
+    duration: int | None = None,
+    at: datetime | None = None,
+) -> Callback:
+    """The client was reached: the callback is done."""
+    return record_callback_attempt(
+        s,
+        callback_id,
+        "completed",
+        at=at,
+        agent_id=agent_id,
+        call_sid=call_sid,
+        data={"duration": duration},
+    )
+
+
+def schedule_callback_retry(
+    s: Session,
+    callback_id: int,
+    why: str,
+    retry_at: datetime,
+    max_attempts: int,
+    *,
+    at: datetime | None = None,
+    call_sid: str | None = None,
+) -> bool:
+    """Count a failed attempt; retry at `retry_at` unless `max_attempts` is used up.
+
+    Returns True while the callback is still open.
+    """
+    cb = _get_or_raise(s, Callback, callback_id)
+    last = cb.attempts + 1 >= max_attempts
+    cb = record_callback_attempt(
+        s, callback_id, why, at=at, call_sid=call_sid, retry_at=None if last else retry_at
+    )
+    return cb.is_open
+
+
+def block_callback(
+    s: Session,
+    callback_id: int,
+    reason: str,
+    next_allowed_at: datetime | None,
+    at: datetime | None = None,
+) -> Callback:
+    """The outbound guard refused. Not an attempt (the dialler already wrote outbound_blocked):
+    wait until `next_allowed_at`, or close as blocked when there is no such time (opt-out)."""
+    cb = _get_or_raise(s, Callback, callback_id)
+    if not cb.is_open:
+        return cb
+    cb.last_result = f"blocked:{reason}"
+    permanent = reason in ("opted_out_client", "opted_out_number", "invalid_number")
+    if next_allowed_at is not None and not permanent:
+        cb.status, cb.next_attempt_at = "pending", next_allowed_at
+        s.flush()
+        return cb
+    at = _now(at)
+    cb.status, cb.closed_at, cb.next_attempt_at = "blocked", at, None
+    s.flush()
+    append_event(
+        s,
+        cb.client_id,
+        "callback_given_up",
+        {"callback_id": cb.id, "attempts": cb.attempts, "result": cb.last_result},
+        at,
+        queue=cb.queue,
+        key=f"callback:{cb.id}:given_up",
+    )
+    return cb
+
+
+def list_callbacks(
+    s: Session, status: str | None = "open", now: datetime | None = None, limit: int = 200
+) -> list[Callback]:
+    """`open` (pending/dialling), `overdue` (open and past due_at), an exact status, or None."""
+    query = sa.select(Callback).order_by(Callback.first_queued_at, Callback.id).limit(limit)
+    if status in ("open", "overdue"):
+        query = query.where(Callback.status.in_(CALLBACK_OPEN_STATUSES))
+    elif status is not None:
+        query = query.where(Callback.status == status)
+    if status == "overdue":
+        query = query.where(Callback.due_at < _now(now))
+    return list(s.scalars(query))
+
+
+# --- complaints -------------------------------------------------------------------------------
+
+
+def open_complaint(
+    s: Session,
+    client_id: int,
+    *,
+    summary: str | None = None,
+    call_sid: str | None = None,
+    queue: str | None = None,
+    by: str | None = None,
+    at: datetime | None = None,
+    ack_within: timedelta = COMPLAINT_ACK_WITHIN,
+    resolve_within: timedelta = COMPLAINT_RESOLVE_WITHIN,
+) -> tuple[Complaint, bool]:
+    """Open a complaint with acknowledge/resolve deadlines; one per call (repeats return it)."""
+
+    def find() -> Complaint | None:
+        if call_sid is None:
+            return None
+        return s.scalar(sa.select(Complaint).where(Complaint.call_sid == call_sid))
+
+    existing = find()
+    if existing is not None:
+        return existing, False
+    at = _now(at)
+    row = Complaint(
+        client_id=client_id,
+        call_sid=call_sid,
+        queue=queue,
+        summary=summary,
+        status="open",
+        opened_at=at,
+        opened_by=by,
+        ack_due_at=at + ack_within,
+        resolve_due_at=at + resolve_within,
+    )
+    stored, created = _insert_or_find(s, row, find)
+    if created:
+        data = {
+            "complaint_id": stored.id,
+            "summary": summary,
+            "by": by,
+            "ack_due_at": stored.ack_due_at.isoformat(),
+            "resolve_due_at": stored.resolve_due_at.isoformat(),
+        }
+        append_event(
+            s,
+            client_id,
+            "complaint_opened",
+            data,
+            at,
+            call_sid,
+            queue=queue,
+            key=f"complaint:{stored.id}:opened",
+        )
+    return stored, created
+
+
+def acknowledge_complaint(
+    s: Session, complaint_id: int, by: str | None, at: datetime | None = None
+) -> Complaint:
+    row = _get_or_raise(s, Complaint, complaint_id)
+    if row.acknowledged_at is not None or row.status == "resolved":
+        return row
+    row.status, row.acknowledged_at, row.acknowledged_by = "acknowledged", _now(at), by
+    s.flush()
+    append_event(
+        s,
+        row.client_id,
+        "complaint_acknowledged",
+        {"complaint_id": row.id, "by": by, "late": row.acknowledged_at > row.ack_due_at},
+        row.acknowledged_at,
+        row.call_sid,
+        queue=row.queue,
+        key=f"complaint:{row.id}:acknowledged",
+    )
+    return row
+
+
+def resolve_complaint(
+    s: Session,
+    complaint_id: int,
+    by: str | None,
+    resolution: str | None = None,
+    at: datetime | None = None,
+) -> Complaint:
+    row = _get_or_raise(s, Complaint, complaint_id)
+    if row.status == "resolved":
+        return row
+    at = _now(at)
+    if row.acknowledged_at is None:  # resolving implies it was seen
+        row.acknowledged_at, row.acknowledged_by = at, by
+    row.status, row.resolved_at, row.resolved_by, row.resolution = "resolved", at, by, resolution
+    s.flush()
+    append_event(
+        s,
+        row.client_id,
+        "complaint_resolved",
+        {
+            "complaint_id": row.id,
+            "by": by,
+            "resolution": resolution,
+            "late": at > row.resolve_due_at,
+        },
+        at,
+        row.call_sid,
+        queue=row.queue,
+        key=f"complaint:{row.id}:resolved",
+    )
+    return row
+
+
+def _overdue_complaint(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        sa.and_(Complaint.status == "open", Complaint.ack_due_at < now),
+        sa.and_(Complaint.status != "resolved", Complaint.resolve_due_at < now),
+    )
+
+
+def escalate_overdue_complaints(s: Session, now: datetime) -> list[Complaint]:
+    """Mark complaints past a deadline as escalated (once each) and put it on the card."""
+    rows = list(
+        s.scalars(
+            sa.select(Complaint)
+            .where(Complaint.escalated_at.is_(None), _overdue_complaint(now))
+            .order_by(Complaint.opened_at)
+        )
+    )
+    for row in rows:
+        row.escalated_at = now
+        missed = "acknowledge" if row.status == "open" and row.ack_due_at < now else "resolve"
+        append_event(
+            s,
+            row.client_id,
+            "complaint_escalated",
+            {"complaint_id": row.id, "missed": missed},
+            now,
+            row.call_sid,
+            queue=row.queue,
+            key=f"complaint:{row.id}:escalated",
+        )
+    s.flush()
+    return rows
+
+
+def list_complaints(
+    s: Session, status: str | None = None, now: datetime | None = None, limit: int = 200
+) -> list[Complaint]:
+    """By exact status, `unresolved`, `overdue` (a deadline passed), or all when None."""
+    query = sa.select(Complaint).order_by(Complaint.opened_at, Complaint.id).limit(limit)
+    if status == "overdue":
+        query = query.where(_overdue_complaint(_now(now)))
+    elif status == "unresolved":
+        query = query.where(Complaint.status != "resolved")
+    elif status is not None:
+        query = query.where(Complaint.status == status)
+    return list(s.scalars(query))
+
+
+optout_json = opt_out_dict  # the name webhooks/api.py uses

@@ -1,0 +1,164 @@
+"""The card store's engine and sessions: SQLite embedded by default, PostgreSQL via psycopg 3.
+
+One engine per process, built by `configure(url)` (the web app and the worker call it once);
+web workers and RQ workers in other processes share the database, never the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000  # writers queue behind each other instead of failing at once
+_BEGIN_OPTION = "hotline_sqlite_begin"
+MIGRATION_LOCK_KEY = 7_243_119  # pg_advisory lock id: two processes upgrading at once take turns
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_url: str | None = None
+_sessions: sessionmaker[Session] | None = None
+
+
+def _is_sqlite(url: str | sa.URL) -> bool:
+    return sa.make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT; we emit BEGIN ourselves (see _begin).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, across processes
+    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash loses at most the last commit
+    cur.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # IMMEDIATE takes the write lock up front: a read-then-write transaction would otherwise hit
+    # SQLITE_BUSY_SNAPSHOT on upgrade, which busy_timeout does not retry. Read-only work asks for
+    # DEFERRED (see `session(readonly=True)`) so it never queues behind a writer under WAL.
+    mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url` with the per-backend settings the card store relies on."""
+    if not _is_sqlite(url):
+        return sa.create_engine(url, pool_pre_ping=True)
+    parsed = sa.make_url(url)
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if parsed.database in (None, "", ":memory:"):
+        kwargs["poolclass"] = StaticPool  # one in-memory database shared by every thread
+    elif parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    eng = sa.create_engine(url, **kwargs)
+    sa.event.listen(eng, "connect", _sqlite_pragmas)
+    sa.event.listen(eng, "begin", _sqlite_begin)
+    return eng
+
+
+def configure(url: str) -> Engine:
+    """Point this process at `url`; calling again with the same URL keeps the engine."""
+    global _engine, _url, _sessions
+    with _lock:
+        if _engine is not None and _url == url:
+            return _engine
+        if _engine is not None:
+            _engine.dispose()
+        _engine = make_engine(url)
+        _url = url
+        _sessions = sessionmaker(_engine, expire_on_commit=False)
+        return _engine
+
+
+def engine() -> Engine:
+    if _engine is None:
+        raise RuntimeError("recordings.db.configure(url) has not been called in this process")
+    return _engine
+
+
+@contextmanager
+def session(readonly: bool = False) -> Iterator[Session]:
+    """A unit of work: commits on success, rolls back on any exception.
+
+    Objects stay readable after the block (expire_on_commit=False) so views can render them.
+    On SQLite a writing session holds the write lock until it ends: keep it short and do not
+    open a second writing session inside it in the same thread. `readonly=True` takes no lock.
+    """
+    if _sessions is None:
+        raise RuntimeError("recordings.db.configure(url) has not been called in this process")
+    s = _sessions()
+    try:
+        if readonly:
+            s.connection(execution_options={_BEGIN_OPTION: "DEFERRED"})
+        yield s
+        s.commit()
+    except BaseException:
+        s.rollback()
+        raise
+    finally:
+        s.close()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at `url` to `revision` with Alembic, no alembic.ini needed."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    eng = make_engine(url)
+    try:
+        with eng.begin() as conn:
+            if eng.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        eng.dispose()
+
+
+def truncate_all() -> None:
+    """Delete every row of every card table (tests). The schema and alembic_version stay."""
+    from .models import Base
+
+    tables = list(reversed(Base.metadata.sorted_tables))
+    with engine().begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(conn.dialect.identifier_preparer.quote(t.name) for t in tables)
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+def ping() -> bool:
+    """True when the database answers; for /healthz, so it never raises."""
+    try:
+        with engine().connect() as conn:
+            conn.execution_options(**{_BEGIN_OPTION: "DEFERRED"}).execute(sa.text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any fault means "not healthy", never a 500
+        return False
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (gunicorn --preload) must not share the parent's pooled sockets.
+    if _engine is not None:
+        _engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

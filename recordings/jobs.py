@@ -1,0 +1,261 @@
+"""RQ jobs that apply webhook events and Twilio callbacks to the card.
+
+Plain module-level functions with JSON-able arguments, run by a worker that has already called
+`db.configure(url)`. Each job is one transaction and idempotent by key, so RQ may retry it and
+Twilio may send a callback twice. Faults raise: RQ's Retry handles the transient ones.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import structlog
+
+from . import card, db
+
+log = structlog.get_logger("hotline.cards")
+
+TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+VOICEMAIL_RESPOND_WITHIN_MINUTES = 240  # the rules' default when a queue sets none
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def is_client_number(value: str | None) -> bool:
+    """E.164 only: `anonymous`, `unknown`, `client:…` and `sip:…` never get a card."""
+    return bool(value) and bool(_E164.match(value or ""))
+
+
+def _parse_iso(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    at = datetime.fromisoformat(value)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _twilio_timestamp(value: str | None) -> datetime:
+    """Twilio's RFC 2822 `Timestamp`; the time we apply it if missing or unreadable."""
+    if value:
+        try:
+            return parsedate_to_datetime(value).astimezone(UTC)
+        except (TypeError, ValueError):
+            pass
+    return datetime.now(UTC)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def record_event(
+    e164: str,
+    kind: str,
+    data: dict[str, Any],
+    at_iso: str,
+    call_sid: str | None = None,
+    agent_id: str | None = None,
+    queue: str | None = None,
+    key: str | None = None,
+) -> int | None:
+    """Append a webhook's event to the caller's card (created on first contact).
+
+    Returns the event id, or None when the key was seen before or the caller is anonymous.
+    """
+    if not is_client_number(e164):
+        log.info(
+            "card_event_skipped",
+            reason="no client number",
+            number=e164,
+            kind=kind,
+            call_sid=call_sid,
+        )
+        return None
+    with db.session() as s:
+        client, _ = card.find_or_create_client(s, e164)
+        event = card.append_event(
+            s, client.id, kind, data, _parse_iso(at_iso), call_sid, agent_id, queue, key
+        )
+        return event.id if event else None
+
+
+def apply_call_status(params: dict[str, Any], client_e164: str | None = None) -> int | None:
+    """Apply a Twilio call status callback once, keyed by CallSid + SequenceNumber.
+
+    The client is `From` on inbound calls. On outbound legs `To` may be an agent (agent-first
+    callbacks ring the agent with an API call), so an outbound number is only matched to an
+    existing card, never creates one; pass `client_e164` when the caller knows the client.
+    """
+    call_sid = params.get("CallSid") or ""
+    status = params.get("CallStatus") or ""
+    if not call_sid or not status:
+        raise ValueError(f"status callback without CallSid/CallStatus: {params!r}")
+    direction = params.get("Direction") or "inbound"
+    inbound = direction == "inbound"
+    number = client_e164 or (params.get("From") if inbound else params.get("To"))
+    log_ = log.bind(call_sid=call_sid, call_status=status)
+    if not is_client_number(number):
+        log_.info("call_status_skipped", reason="no client number", number=number)
+        return None
+    seq = params.get("SequenceNumber") or status
+    key = f"status:{call_sid}:{seq}"
+    terminal = status in TERMINAL_CALL_STATUSES
+    data: dict[str, Any] = {
+        "status": status,
+        "direction": direction,
+        "from": params.get("From"),
+        "to": params.get("To"),
+    }
+    if terminal:
+        data["duration"] = _int(params.get("CallDuration"))
+        if params.get("SipResponseCode"):
+            data["sip_response_code"] = params.get("SipResponseCode")
+    with db.session() as s:
+        if inbound or client_e164:
+            client, _ = card.find_or_create_client(s, str(number))
+        else:
+            found = card.find_client_by_phone(s, str(number))
+            if found is None:
+                log_.info(
+                    "call_status_skipped", reason="outbound number has no card", number=number
+                )
+                return None
+            client = found
+        event = card.append_event(
+            s,
+            client.id,
+            "call_completed" if terminal else "call_status",
+            data,
+            _twilio_timestamp(params.get("Timestamp")),
+            call_sid,
+            key=key,
+        )
+        return event.id if event else None
+
+
+def apply_recording(
+    params: dict[str, Any],
+    kind: str = "call",
+    queue: str | None = None,
+    respond_within_minutes: int | None = None,
+    language: str | None = None,
+    caller: str | None = None,
+    received_at_iso: str | None = None,
+) -> dict[str, Any] | None:
+    """Apply a Twilio recording status callback once per RecordingSid.
+
+    `completed` → a Recording and a `recording_linked` event; for voicemail also a Voicemail
+    due `respond_within_minutes` after `received_at_iso` (the webhook's clock, so time spent in
+    the queue does not stretch the deadline) and a `voicemail_left` event. The callback has no
+    From, so the webhook passes the `caller`; an anonymous caller's voicemail has no card.
+    """
+    sid = params.get("RecordingSid") or ""
+    status = params.get("RecordingStatus") or ""
+    call_sid = params.get("CallSid") or None
+    log_ = log.bind(call_sid=call_sid, recording_sid=sid, recording_status=status)
+    if not sid:
+        raise ValueError(f"recording callback without RecordingSid: {params!r}")
+    if status != "completed":
+        log_.info("recording_not_completed")
+        return None
+    if kind not in ("call", "voicemail"):
+        raise ValueError(f"recording kind must be call or voicemail, not {kind!r}")
+    received = _parse_iso(received_at_iso)
+    url = params.get("RecordingUrl") or ""
+    duration = _int(params.get("RecordingDuration"))
+    with db.session() as s:
+        client_id = None
+        if is_client_number(caller):
+            client, _ = card.find_or_create_client(s, str(caller), language=language)
+            client_id = client.id
+        started = params.get("RecordingStartTime")
+        recording, created = card.link_recording(
+            s,
+            sid=sid,
+            url=url,
+            call_sid=call_sid,
+            client_id=client_id,
+            duration=duration,
+            channels=_int(params.get("RecordingChannels")),
+            source=params.get("RecordingSource"),
+            kind=kind,
+            started_at=_twilio_timestamp(started) if started else None,
+            at=received,
+            queue=queue,
+        )
+        result: dict[str, Any] = {
+            "recording_id": recording.id,
+            "created": created,
+            "client_id": client_id,
+        }
+        if kind == "voicemail":
+            minutes = respond_within_minutes or VOICEMAIL_RESPOND_WITHIN_MINUTES
+            vm, _ = card.create_voicemail(
+                s,
+                recording_sid=sid,
+                url=url,
+                due_at=received + timedelta(minutes=minutes),
+                client_id=client_id,
+                call_sid=call_sid,
+                duration=duration,
+                queue=queue,
+                language=language,
+                created_at=received,
+            )
+            result["voicemail_id"] = vm.id
+        log_.info("recording_applied", kind=kind, created=created, client_id=client_id)
+        return result
+
+
+def open_complaint_for_call(
+    e164: str, call_sid: str, queue: str | None, at_iso: str, summary: str | None = None
+) -> int | None:
+    """The caller chose "complaint" in the menu: one complaint per call."""
+    if not is_client_number(e164):
+        log.info("complaint_skipped", reason="no client number", number=e164, call_sid=call_sid)
+        return None
+    with db.session() as s:
+        client, _ = card.find_or_create_client(s, e164)
+        complaint, _ = card.open_complaint(
+            s,
+            client.id,
+            summary=summary,
+            call_sid=call_sid,
+            queue=queue,
+            by="ivr",
+            at=_parse_iso(at_iso),
+        )
+        return complaint.id
+
+
+def opt_out_from_call(e164: str, call_sid: str, at_iso: str) -> int | None:
+    """The caller pressed "don't call me again": the whole card is opted out."""
+    if not is_client_number(e164):
+        log.info("opt_out_skipped", reason="no client number", number=e164, call_sid=call_sid)
+        return None
+    with db.session() as s:
+        client, _ = card.find_or_create_client(s, e164)
+        row = card.opt_out_client(
+            s,
+            client.id,
+            "ivr",
+            reason="caller asked in the menu",
+            by="ivr",
+            at=_parse_iso(at_iso),
+            call_sid=call_sid,
+        )
+        return row.id
+
+
+def set_client_language(e164: str, language: str) -> None:
+    """Remember the caller's chosen language. The webhook writes the `language_changed` event
+    itself (with the call), so this only updates the card."""
+    if not is_client_number(e164):
+        return
+    with db.session() as s:
+        client, _ = card.find_or_create_client(s, e164, language=language)
+        card.update_client(s, client.id, language=language, record_language_change=False)

@@ -17,20 +17,7 @@ from typing import Any, Final, NamedTuple, cast
 
 import redis
 
-# The engine's AgentSnapshot did not exist when this module was written; this dataclass has
-# exactly its fields (architecture.md) and should be replaced by the import once it lands.
-
-
-@dataclass(frozen=True, slots=True)
-class AgentSnapshot:
-    """What routing needs to rank an agent (routing_rules.engine.AgentSnapshot)."""
-
-    id: str
-    status: str
-    idle_since: float
-    last_offered_at: float
-    misses: int
-
+from routing_rules.engine import AgentSnapshot
 
 AVAILABLE: Final = "available"
 RINGING: Final = "ringing"

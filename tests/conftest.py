@@ -95,3 +95,81 @@ def db(database_url: str) -> Iterator[str]:
 @pytest.fixture
 def example_rules_text() -> str:
     return (ROOT / "examples" / "rules.yaml").read_text(encoding="utf-8")
+
+
+# --- the app, served by Flask's test client with real signatures --------------------------------
+
+AUTH_TOKEN = "test-auth-token-0123456789"
+ACCOUNT_SID = "AC" + "0" * 32
+API_TOKENS = "admin-token:admin,super-token:supervisor,anna-token:agent:anna,mart-token:agent:mart"
+
+
+def always_open_rules(text: str, **queue_changes: object) -> str:
+    """The example rules with every queue open around the clock (tests must not depend on the hour)."""
+    import yaml
+
+    data = yaml.safe_load(text)
+    for queue in data["queues"].values():
+        queue["hours"] = []
+        queue["holidays"] = {}
+        queue.update(queue_changes)
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+
+class Voice:
+    """Posts Twilio-shaped, correctly signed webhooks to the app, and runs the worker."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        from twilio.request_validator import RequestValidator
+
+        self.app = app
+        self.client = app.test_client()
+        self.validator = RequestValidator(AUTH_TOKEN)
+
+    def post(self, path: str, params: dict[str, str], *, signature: str | None = None):  # type: ignore[no-untyped-def]
+        url = "http://localhost" + path
+        sig = self.validator.compute_signature(url, params) if signature is None else signature
+        return self.client.post(path, data=params, headers={"X-Twilio-Signature": sig})
+
+    def twiml(self, path: str, params: dict[str, str]):  # type: ignore[no-untyped-def]
+        import xml.etree.ElementTree as ET
+
+        response = self.post(path, params)
+        assert response.status_code == 200, response.data
+        assert response.mimetype == "text/xml"
+        return ET.fromstring(response.data)
+
+    def run_jobs(self) -> None:
+        from webhooks.worker import run_burst
+
+        run_burst(self.app)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, redis_url: str, redis_prefix: str, db: str, example_rules_text: str):
+    """Build the real app on the test's Redis prefix and database, with rules derived from the example."""
+    from webhooks import create_app
+    from webhooks.settings import Settings, parse_api_tokens
+
+    def factory(rules_text: str | None = None, **overrides: object):  # type: ignore[no-untyped-def]
+        rules_path = tmp_path / "rules.yaml"
+        rules_path.write_text(rules_text or always_open_rules(example_rules_text), encoding="utf-8")
+        settings = Settings(
+            data_dir=tmp_path / "var",
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            database_url=db,
+            twilio_account_sid=ACCOUNT_SID,
+            twilio_auth_token=AUTH_TOKEN,
+            rules_path=rules_path,
+            api_tokens=parse_api_tokens(API_TOKENS),
+            job_queue=f"{redis_prefix}jobs",
+        )
+        return create_app(overrides, settings=settings)
+
+    return factory
+
+
+@pytest.fixture
+def voice(make_app) -> Voice:  # type: ignore[no-untyped-def]
+    return Voice(make_app())

@@ -1,0 +1,194 @@
+"""Jobs that connect waiting work to free agents: callers in line and callbacks, oldest first.
+
+Callers who stay on the line and callers who asked for a callback share one waiting line per
+queue, ordered by the time each first joined it, so a callback keeps its place (anchors #1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from recordings import card, db
+from routing_rules import engine
+
+from . import context
+from .outbound import Dialler
+
+log = logging.getLogger("hotline.dispatch")
+
+CALL_PREFIX = "call:"
+CALLBACK_PREFIX = "callback:"
+MAX_CONNECTS_PER_RUN = 50  # bounds one job; the next freed agent schedules another
+
+
+def _free_agents(queue: str, now: float) -> list[str]:
+    ctx = context.current()
+    rules = ctx.current_rules()
+    snapshot = ctx.state.snapshot(rules.queues[queue].agents, now)
+    return [a.id for a in snapshot if a.status == "available"]
+
+
+def agent_freed(queue: str | None = None) -> int:
+    """An agent became free (wrap-up over, status set available): serve the longest waiting.
+
+    Returns how many waiting calls/callbacks were handed to an agent.
+    """
+    ctx = context.current()
+    rules = ctx.current_rules()
+    queues = [queue] if queue else list(rules.queues)
+    served = 0
+    for name in queues:
+        if name not in rules.queues:
+            continue
+        while served < MAX_CONNECTS_PER_RUN:
+            now = time.time()
+            if not _free_agents(name, now):
+                break
+            head = ctx.state.longest_waiting(name)
+            if head is None:
+                break
+            member, since = head
+            if not ctx.state.leave_line(name, member):
+                continue  # another worker took it
+            if member.startswith(CALL_PREFIX):
+                ok = connect_waiting_call(name, member[len(CALL_PREFIX):], since)
+            else:
+                ok = dispatch_callback(int(member[len(CALLBACK_PREFIX):]), name, since)
+            if not ok:
+                break
+            served += 1
+    return served
+
+
+def connect_waiting_call(queue: str, call_sid: str, since: float) -> bool:
+    """Move a caller from the hold loop into the ring-target dial step (REST redirect)."""
+    ctx = context.current()
+    call = ctx.state.get_call(call_sid)
+    if not call or call.get("ended"):
+        return True  # gone already: nothing to connect, line entry dropped
+    try:
+        ctx.twilio.calls(call_sid).update(url=ctx.url("voice.line_connect", queue=queue), method="POST")
+    except Exception:
+        log.exception("could not redirect waiting call %s; it keeps its place", call_sid)
+        ctx.state.join_line(queue, CALL_PREFIX + call_sid, since)
+        return False
+    return True
+
+
+def dispatch_callback(callback_id: int, queue: str, since: float) -> bool:
+    """Claim a free agent and ring them first; the bridge then dials the client (guarded)."""
+    ctx = context.current()
+    rules = ctx.current_rules()
+    now = time.time()
+    with db.session() as s:
+        callback = card.get_callback(s, callback_id)
+        if callback is None or callback.status != "pending":
+            return True
+        wait_until = max(filter(None, (callback.not_before, callback.next_attempt_at)), default=None)
+        if wait_until and _aware(wait_until) > datetime.now(UTC):
+            # not yet (a chosen time, or retry spacing): keep the place, come back when due
+            ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
+            return True
+        e164, language = callback.e164, callback.language
+    snapshot = ctx.state.snapshot(rules.queues[queue].agents, now)
+    caller = engine.CallerContext(e164=e164, language=language or rules.hotline.default_language,
+                                  last_agent=ctx.state.last_agent(e164))
+    ranked = engine.rank_agents(rules, queue, snapshot, caller, set())
+    pseudo_sid = f"CB{callback_id}-{int(now)}"
+    claimed = ctx.state.claim_agents(ranked, pseudo_sid, 1, now, now + 120)
+    if not claimed:
+        ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
+        return False
+    agent_id = claimed[0]
+    dialler = Dialler(
+        twilio=lambda: ctx.twilio, rules=rules,
+        status_callback=ctx.url("voice.status"),
+        recording_callback=ctx.url("voice.recording", kind="call"),
+        bridge_url=lambda **params: ctx.url("voice.outbound_bridge", **params),
+    )
+    result = dialler.place_call(e164, agent_id=agent_id, purpose="requested_callback",
+                                requested_by="callback", callback_id=callback_id)
+    with db.session() as s:
+        if result.placed:
+            card.claim_callback(s, callback_id, agent_id)
+            ctx.state.save_call(result.call_sid, {"callback": callback_id, "agent": agent_id,
+                                                  "pseudo": pseudo_sid, "queue": queue}, now)
+        else:
+            ctx.state.release_unanswered(pseudo_sid, None, now)
+            if result.verdict.allowed:  # Twilio refused: retry later with spacing
+                _retry_or_give_up(s, callback_id, queue, since, result.error or "twilio error")
+            else:
+                card.block_callback(s, callback_id, result.verdict.reason or "blocked",
+                                    result.verdict.next_allowed_at)
+                if result.verdict.next_allowed_at and result.verdict.reason not in (
+                        "opted_out_client", "opted_out_number", "invalid_number"):
+                    ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
+    return True
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _retry_or_give_up(s, callback_id: int, queue: str, since: float, why: str) -> None:
+    ctx = context.current()
+    rules = ctx.current_rules()
+    spacing = timedelta(minutes=rules.queues[queue].callback.retry_spacing_minutes)
+    still_open = card.schedule_callback_retry(s, callback_id, why, datetime.now(UTC) + spacing,
+                                              rules.queues[queue].callback.max_attempts)
+    if still_open:
+        ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
+
+
+def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: str, duration: int,
+                      callback_id: int | None) -> None:
+    """The client leg of an outbound call ended: free the agent and settle the callback."""
+    ctx = context.current()
+    rules = ctx.current_rules()
+    now = time.time()
+    call = ctx.state.get_call(call_sid) or {}
+    pseudo = call.get("pseudo")
+    agent = rules.agents.get(agent_id)
+    wrap = agent.wrap_up_seconds if agent else 0
+    for sid in filter(None, (pseudo, call_sid)):
+        ctx.state.mark_on_call(agent_id, sid, now)
+        ctx.state.release_after_call(agent_id, sid, now, wrap)
+    queue = call.get("queue")
+    if callback_id is not None:
+        with db.session() as s:
+            if dial_status in ("completed", "answered"):
+                card.complete_callback(s, callback_id, agent_id=agent_id, call_sid=call_sid, duration=duration)
+            elif queue:
+                cb = card.get_callback(s, callback_id)
+                since = _aware(cb.first_queued_at).timestamp() if cb and cb.first_queued_at else now
+                _retry_or_give_up(s, callback_id, queue, since, f"client {dial_status}")
+    ctx.enqueue(agent_freed, queue)
+
+
+def tick() -> int:
+    """Periodic: serve lines whose agents are free (wrap-ups that ended, due callbacks)."""
+    return agent_freed(None)
+
+
+def register_callback(e164: str, queue: str, language: str, since: float, not_before_iso: str | None,
+                      call_sid: str | None) -> int:
+    """Store the callback durably (one open per client and queue) and give it the caller's place."""
+    ctx = context.current()
+    rules = ctx.current_rules()
+    due_minutes = rules.queues[queue].callback.respond_within_minutes
+    first_queued = datetime.fromtimestamp(since, UTC)
+    not_before = datetime.fromisoformat(not_before_iso) if not_before_iso else None
+    with db.session() as s:
+        client, _ = card.find_or_create_client(s, e164, language=language)
+        callback, _ = card.request_callback(
+            s, client.id, e164, queue, language=language, first_queued_at=first_queued,
+            not_before=not_before,
+            due_at=max(first_queued, not_before or first_queued) + timedelta(minutes=due_minutes),
+            call_sid=call_sid,
+        )
+        callback_id, first = callback.id, _aware(callback.first_queued_at) if callback.first_queued_at else None
+    ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), first.timestamp() if first else since)
+    ctx.enqueue(agent_freed, queue)
+    return callback_id

@@ -1,0 +1,150 @@
+"""The one dialler: every outbound call the product places goes through `Dialler.place_call`.
+
+It runs the outbound guard at the moment of dialling (opt-outs from SQL, the card's zone and
+window, every zone of the number) and only then asks Twilio's REST API for the call. A blocked
+attempt is written on the client's card with its reason and the next allowed time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from recordings import card, db
+from routing_rules.outbound import Verdict, outbound_verdict
+from routing_rules.schema import Rules
+
+from . import numbers
+
+log = logging.getLogger("hotline.outbound")
+
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+AGENT_RING_TIMEOUT_SECONDS = 30  # how long the agent's own phone rings on a callback
+
+
+@dataclass(frozen=True)
+class PlaceResult:
+    placed: bool
+    verdict: Verdict
+    call_sid: str | None = None
+    client_id: int | None = None
+    error: str | None = None
+
+
+def verdict_data(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "reason": verdict.reason,
+        "next_allowed_at": verdict.next_allowed_at.isoformat() if verdict.next_allowed_at else None,
+        "next_allowed_local": {z: t.isoformat() for z, t in (verdict.next_allowed_local or {}).items()},
+        "zones": list(verdict.zones),
+    }
+
+
+class Dialler:
+    def __init__(
+        self,
+        *,
+        twilio: Callable[[], Any],
+        rules: Rules,
+        status_callback: str,
+        recording_callback: str,
+        bridge_url: Callable[..., str],
+    ) -> None:
+        self._twilio = twilio
+        self.rules = rules
+        self.status_callback = status_callback
+        self.recording_callback = recording_callback
+        self.bridge_url = bridge_url
+
+    # --- the guard --------------------------------------------------------------------------
+
+    def verdict(self, s: Any, raw: str, now: datetime, purpose: str | None) -> tuple[Verdict, str | None, int | None]:
+        """(verdict, e164, client_id) with the card's facts read in session `s`."""
+        e164 = numbers.normalize(raw, self.rules.hotline.country)
+        facts, client_id = (card.outbound_facts(s, e164) if e164 else (None, None))
+        target = numbers.outbound_target(e164 or raw, facts, purpose, default_region=self.rules.hotline.country)
+        return outbound_verdict(target, self.rules.outbound, now), e164, client_id
+
+    def check(self, raw: str, now: datetime, purpose: str | None = None) -> Verdict:
+        with db.session() as s:
+            return self.verdict(s, raw, now, purpose)[0]
+
+    def screen(self, phones: Iterable[str], now: datetime, purpose: str | None = None) -> list[dict[str, Any]]:
+        results = []
+        with db.session() as s:
+            for raw in phones:
+                verdict, e164, _ = self.verdict(s, raw, now, purpose)
+                results.append({"phone": raw, "e164": e164, "allowed": verdict.allowed, **verdict_data(verdict)})
+        return results
+
+    # --- placing calls ----------------------------------------------------------------------
+
+    def place_call(
+        self,
+        raw: str,
+        *,
+        agent_id: str,
+        purpose: str,
+        requested_by: str,
+        now: datetime | None = None,
+        callback_id: int | None = None,
+    ) -> PlaceResult:
+        """Agent first: ring the agent, whose answer fetches the bridge that dials the client.
+
+        The bridge re-runs the guard before it dials the client, so an opt-out that lands in
+        the seconds between the two legs still wins.
+        """
+        now = now or datetime.now(UTC)
+        agent = self.rules.agents[agent_id]
+        with db.session() as s:
+            verdict, e164, client_id = self.verdict(s, raw, now, purpose)
+            if not verdict.allowed:
+                client_id = self._log_blocked(s, e164, client_id, verdict, now, purpose, requested_by, callback_id)
+                return PlaceResult(False, verdict, client_id=client_id)
+        assert e164 is not None  # an allowed verdict always has a valid number
+        params = {"client": e164, "agent": agent_id, "purpose": purpose}
+        if callback_id is not None:
+            params["callback"] = str(callback_id)
+        try:
+            created = self._twilio().calls.create(
+                to=agent.endpoint,
+                from_=self.rules.hotline.numbers[0],
+                url=self.bridge_url(**params),
+                method="POST",
+                status_callback=self.status_callback,
+                status_callback_event=STATUS_EVENTS,
+                status_callback_method="POST",
+                timeout=AGENT_RING_TIMEOUT_SECONDS,
+            )
+        except Exception as error:  # Twilio said no (bad number, auth, outage): say so, place nothing
+            log.warning("twilio refused the call: %s", error)
+            return PlaceResult(False, verdict, client_id=client_id, error=str(error))
+        with db.session() as s:
+            client, _ = card.find_or_create_client(s, e164)
+            card.append_event(
+                s, client.id, "outbound_placed",
+                {"agent": agent_id, "purpose": purpose, "by": requested_by, "callback_id": callback_id,
+                 "zones": list(verdict.zones)},
+                at=now, call_sid=created.sid, agent_id=agent_id, key=f"placed:{created.sid}",
+            )
+            client_id = client.id
+        return PlaceResult(True, verdict, call_sid=created.sid, client_id=client_id)
+
+    def _log_blocked(self, s: Any, e164: str | None, client_id: int | None, verdict: Verdict, now: datetime,
+                     purpose: str | None, requested_by: str, callback_id: int | None) -> int | None:
+        if e164 is None:  # an invalid number has no card to write on; the log line is the record
+            log.info("blocked dial to an invalid number: %s", verdict.reason)
+            return None
+        if client_id is None:
+            client, _ = card.find_or_create_client(s, e164)
+            client_id = client.id
+        card.append_event(
+            s, client_id, "outbound_blocked",
+            {**verdict_data(verdict), "purpose": purpose, "by": requested_by, "callback_id": callback_id,
+             "phone": e164},
+            at=now,
+        )
+        return client_id

@@ -1,0 +1,215 @@
+"""Inbound calls through the real webhooks: signatures, language, ring targets, voicemail, the card."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from recordings import card, db
+from recordings.models import CardEvent, Voicemail
+from tests.conftest import Voice, always_open_rules
+
+EE_CALLER = "+37255512345"
+RU_CALLER = "+79161234567"
+PL_CALLER = "+48601234567"
+HOTLINE = "+3726140000"
+
+
+def call_params(sid: str, caller: str = EE_CALLER, **extra: str) -> dict[str, str]:
+    return {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": caller, "To": HOTLINE,
+            "CallStatus": "in-progress", "Direction": "inbound", "ApiVersion": "2010-04-01", **extra}
+
+
+def dial_targets(root) -> list[str]:  # type: ignore[no-untyped-def]
+    dial = root.find("Dial")
+    assert dial is not None, "expected a <Dial>"
+    names = []
+    for noun in dial:
+        text = (noun.text or "").strip()
+        names.append({"Client": "client:", "Sip": ""}.get(noun.tag, "") + text)
+    return names
+
+
+def agent_for(voice: Voice, endpoint: str) -> str:
+    rules = voice.app.extensions["hotline"].rules.current()
+    return next(a for a, r in rules.agents.items() if r.endpoint == endpoint)
+
+
+def events(e164: str, kind: str | None = None) -> list[CardEvent]:
+    with db.session() as s:
+        client = card.find_client_by_phone(s, e164)
+        if client is None:
+            return []
+        found, _ = card.timeline(s, client.id, limit=200)
+        for event in found:
+            s.expunge(event)
+    return [e for e in found if kind is None or e.kind == kind]
+
+
+# --- signatures -----------------------------------------------------------------------------
+
+
+def test_missing_signature_is_refused_with_403(voice: Voice) -> None:
+    response = voice.client.post("/voice/incoming", data=call_params("CA-nosig"))
+    assert response.status_code == 403
+
+
+def test_forged_signature_is_refused_with_403(voice: Voice) -> None:
+    response = voice.post("/voice/incoming", call_params("CA-forged"), signature="bm90IGEgc2lnbmF0dXJl")
+    assert response.status_code == 403
+
+
+def test_signature_for_other_parameters_is_refused(voice: Voice) -> None:
+    params = call_params("CA-altered")
+    signature = voice.validator.compute_signature("http://localhost/voice/incoming", params)
+    params["From"] = "+37200000000"  # altered after signing
+    response = voice.post("/voice/incoming", params, signature=signature)
+    assert response.status_code == 403
+
+
+def test_signature_behind_a_proxy_uses_the_public_url(make_app) -> None:  # type: ignore[no-untyped-def]
+    voice = Voice(make_app(public_base_url="https://hotline.example.com"))
+    params = call_params("CA-proxy")
+    good = voice.validator.compute_signature("https://hotline.example.com/voice/incoming", params)
+    assert voice.post("/voice/incoming", params, signature=good).status_code == 200
+    local = voice.validator.compute_signature("http://localhost/voice/incoming", params)
+    assert voice.post("/voice/incoming", params, signature=local).status_code == 403
+
+
+# --- greeting and language --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("caller", "language", "voice_name"),
+    [(RU_CALLER, "ru-RU", "Polly.Tatyana"), (PL_CALLER, "pl-PL", "Polly.Ewa")],
+)
+def test_caller_is_greeted_in_the_language_of_their_number(voice: Voice, caller: str, language: str,
+                                                           voice_name: str) -> None:
+    root = voice.twiml("/voice/incoming", call_params(f"CA-lang-{language}", caller))
+    greeting = root.find("Say")
+    assert greeting is not None
+    assert greeting.get("language") == language
+    assert greeting.get("voice") == voice_name
+    assert root.find("Gather") is not None
+
+
+def test_estonian_caller_hears_recorded_audio_never_say(voice: Voice) -> None:
+    root = voice.twiml("/voice/incoming", call_params("CA-et", EE_CALLER))
+    plays = [p.text for p in root.iter("Play")]
+    assert plays and all(p.startswith("http://localhost/static/audio/et/") for p in plays)
+    assert all(s.get("language") != "et-EE" for s in root.iter("Say"))
+
+
+def test_language_on_the_card_wins_over_the_number(voice: Voice) -> None:
+    with db.session() as s:
+        card.find_or_create_client(s, EE_CALLER, language="ru")
+    root = voice.twiml("/voice/incoming", call_params("CA-card-lang", EE_CALLER))
+    assert root.find("Say").get("language") == "ru-RU"
+
+
+# --- ring targets -----------------------------------------------------------------------------
+
+
+def test_dial_timeout_is_the_ring_target_minus_twilios_buffer(voice: Voice) -> None:
+    voice.twiml("/voice/incoming", call_params("CA-timeout"))
+    root = voice.twiml("/voice/menu", call_params("CA-timeout", Digits="1"))
+    dial = root.find("Dial")
+    assert dial.get("timeout") == "10"  # 3 rings × 5 s (EE cadence) − 5 s buffer
+    assert dial.get("answerOnBridge") == "true"
+    assert dial.get("record") == "record-from-answer-dual"
+    assert dial.get("action").startswith("http://localhost/voice/dial-result")
+    noun = dial[0]
+    assert "/voice/whisper" in noun.get("url")
+
+
+def test_agent_who_misses_the_ring_target_is_skipped_and_the_next_rung(voice: Voice) -> None:
+    sid = "CA-miss-next"
+    voice.twiml("/voice/incoming", call_params(sid))
+    first = dial_targets(voice.twiml("/voice/menu", call_params(sid, Digits="1")))
+    assert len(first) == 1
+    second = dial_targets(voice.twiml("/voice/dial-result", call_params(sid, DialCallStatus="no-answer")))
+    assert len(second) == 1 and second != first
+    voice.run_jobs()
+    rung = events(EE_CALLER, "agent_rung")
+    assert len(rung) == 1
+    assert rung[0].agent_id == agent_for(voice, first[0])
+    assert rung[0].data["outcome"] == "no-answer"
+    state = voice.app.extensions["hotline"].state
+    (missed,) = state.snapshot([agent_for(voice, first[0])], time.time())
+    assert missed.misses == 1 and missed.status == "available"
+
+
+def test_agent_answers_then_wraps_up_and_the_card_says_within_target(voice: Voice) -> None:
+    sid = "CA-answered"
+    voice.twiml("/voice/incoming", call_params(sid))
+    (endpoint,) = dial_targets(voice.twiml("/voice/menu", call_params(sid, Digits="1")))
+    agent = agent_for(voice, endpoint)
+    whisper = voice.twiml(f"/voice/whisper?call={sid}&agent={agent}", call_params("CA-child", endpoint))
+    assert whisper.find("Say") is not None or whisper.find("Play") is not None
+    state = voice.app.extensions["hotline"].state
+    assert state.snapshot([agent], time.time())[0].status == "on_call"
+    root = voice.twiml("/voice/dial-result", call_params(sid, DialCallStatus="completed", DialCallDuration="42"))
+    assert root.find("Dial") is None
+    assert state.snapshot([agent], time.time())[0].status in ("wrap_up", "available")
+    voice.run_jobs()
+    (answered,) = events(EE_CALLER, "call_answered")
+    assert answered.agent_id == agent
+    assert answered.data["within_target"] is True and answered.data["rings"] <= 3
+
+
+def test_all_agents_miss_then_voicemail_with_deadline(voice: Voice, make_app, example_rules_text: str) -> None:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load(always_open_rules(example_rules_text))
+    data["queues"]["support"].pop("high_volume")
+    voice = Voice(make_app(yaml.safe_dump(data, allow_unicode=True)))
+    sid = "CA-all-miss"
+    voice.twiml("/voice/incoming", call_params(sid))
+    root = voice.twiml("/voice/menu", call_params(sid, Digits="1"))
+    rung = set()
+    for _ in range(3):  # support: max_attempts 3
+        rung.update(dial_targets(root))
+        root = voice.twiml("/voice/dial-result", call_params(sid, DialCallStatus="no-answer"))
+    assert len(rung) == 3
+    record = root.find("Record")
+    assert record is not None, "after max_attempts misses the caller is offered voicemail"
+    assert record.get("maxLength") == "120"
+    received = datetime.now(UTC)
+    callback = record.get("recordingStatusCallback").replace("http://localhost", "")
+    voice.post(callback, call_params(sid, RecordingSid="RE" + "1" * 32, RecordingStatus="completed",
+                                     RecordingUrl="https://api.twilio.com/rec/RE1", RecordingDuration="17",
+                                     RecordingSource="RecordVerb", RecordingChannels="1"))
+    voice.run_jobs()
+    with db.session() as s:
+        (mail,) = s.query(Voicemail).all()
+        due = mail.due_at if mail.due_at.tzinfo else mail.due_at.replace(tzinfo=UTC)
+        assert abs(due - (received + timedelta(minutes=240))) < timedelta(seconds=30)
+    kinds = [e.kind for e in events(EE_CALLER)]
+    assert kinds.count("agent_rung") == 3
+    assert "voicemail_left" in kinds
+
+
+def test_duplicate_status_callbacks_make_one_card_entry(voice: Voice) -> None:
+    sid = "CA-dup-status"
+    voice.twiml("/voice/incoming", call_params(sid))
+    completed = call_params(sid, CallStatus="completed", CallDuration="65", SequenceNumber="3",
+                            CallbackSource="call-progress-events")
+    for _ in range(3):
+        assert voice.post("/voice/status", completed).status_code == 204
+    voice.run_jobs()
+    assert len(events(EE_CALLER, "call_completed")) == 1
+
+
+def test_a_webhook_never_500s_when_redis_is_down(make_app) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    app = make_app()
+    voice = Voice(app)
+    runtime = app.extensions["hotline"]
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    runtime.state.redis = dead
+    runtime.state.keys  # same key builder, dead connection
+    runtime.jobs.connection = dead
+    root = voice.twiml("/voice/incoming", call_params("CA-redis-down"))
+    assert root.find("Record") is not None  # apology and a voicemail, with 200 and valid TwiML

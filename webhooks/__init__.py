@@ -1,0 +1,92 @@
+"""Hotline's web process: the composition root that wires the rooms together."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from flask import Flask, jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from recordings import db as card_db
+from telephony import context as telephony_context
+
+from .runtime import Runtime, build_runtime
+from .settings import Settings, from_env
+
+
+def configure_logging(level: str) -> None:
+    """JSON-ish key=value logs with the CallSid bound per request; secrets are never passed in."""
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+
+
+def prepare_storage(settings: Settings) -> None:
+    """Create the embedded SQLite schema on first start; PostgreSQL waits for `hotline db upgrade`."""
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        card_db.upgrade(url)
+
+
+def sync_agents(runtime: Runtime) -> None:
+    rules = runtime.rules.current()
+    runtime.state.sync_agents(
+        {agent_id: agent.available_by_default for agent_id, agent in rules.agents.items()}, time.time()
+    )
+
+
+def create_app(overrides: Mapping[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    settings = (settings or from_env()).with_overrides(overrides)
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)
+    if settings.proxy_fix_hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_fix_hops, x_proto=settings.proxy_fix_hops,
+            x_host=settings.proxy_fix_hops, x_port=settings.proxy_fix_hops,
+        )
+    prepare_storage(settings)
+    runtime = build_runtime(settings)
+    app.extensions["hotline"] = runtime
+    telephony_context.install(runtime)
+    if settings.public_base_url:  # lets jobs build absolute URLs outside a request
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(settings.public_base_url)
+        app.config.update(SERVER_NAME=parts.netloc, PREFERRED_URL_SCHEME=parts.scheme or "https")
+    sync_agents(runtime)
+
+    from . import api, voice
+
+    app.register_blueprint(voice.bp)
+    app.register_blueprint(api.bp)
+
+    @app.get("/healthz")
+    def healthz():
+        checks = {"redis": _redis_ok(runtime), "database": card_db.ping()}
+        return jsonify(status="ok" if all(checks.values()) else "degraded", checks=checks), (
+            200 if all(checks.values()) else 503
+        )
+
+    return app
+
+
+def _redis_ok(runtime: Runtime) -> bool:
+    try:
+        return bool(runtime.redis.ping())
+    except Exception:
+        return False

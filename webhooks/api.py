@@ -1,0 +1,384 @@
+"""`/api`: the REST API (JSON, bearer tokens with roles). Views parse, call, and answer JSON.
+
+Bad input always gets a 4xx with a JSON `reason` naming the field.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from recordings import card, db
+from routing_rules.loading import check_rules, load_rules
+from telephony import numbers
+from telephony.outbound import Dialler
+
+from .auth import requires
+from .openapi import OPENAPI
+from .runtime import Runtime
+from .urls import public_url
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+PERSON_STATUSES = ("available", "away", "offline")
+MAX_PAGE = 200
+
+
+class BadRequest(Exception):
+    def __init__(self, field: str, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.field, self.reason, self.status = field, reason, status
+
+
+@bp.errorhandler(BadRequest)
+def bad_request(error: BadRequest):
+    return jsonify(error="invalid", field=error.field, reason=error.reason), error.status
+
+
+@bp.errorhandler(HTTPException)
+def http_error(error: HTTPException):
+    return jsonify(error=error.name.lower().replace(" ", "_"), reason=error.description), error.code
+
+
+def rt() -> Runtime:
+    return current_app.extensions["hotline"]
+
+
+def body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("body", "expected a JSON object")
+    return data
+
+
+def parse_when(value: Any, field: str) -> datetime:
+    if value in (None, ""):
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(field, "expected an ISO 8601 time, e.g. 2026-11-24T15:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise BadRequest(field, "the time needs a UTC offset, e.g. 2026-11-24T15:00:00+02:00")
+    return parsed.astimezone(UTC)
+
+
+def parse_limit() -> int:
+    raw = request.args.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest("limit", f"an integer from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def zone_is_valid(zone: Any) -> bool:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(str(zone))
+        return "/" in str(zone) or str(zone) == "UTC"
+    except (ValueError, KeyError, OSError):
+        return False
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(OPENAPI)
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+
+@bp.get("/agents")
+@requires("agent")
+def list_agents():
+    rules = rt().rules.current()
+    snapshots = rt().state.snapshot(list(rules.agents), time.time())
+    return jsonify(agents=[agent_json(s, rules) for s in snapshots])
+
+
+def agent_json(snapshot: Any, rules: Any) -> dict[str, Any]:
+    agent = rules.agents.get(snapshot.id)
+    return {
+        "id": snapshot.id,
+        "name": agent.name if agent else snapshot.id,
+        "status": snapshot.status,
+        "misses": snapshot.misses,
+        "languages": list(agent.languages) if agent else [],
+    }
+
+
+@bp.get("/agents/<agent_id>/status")
+@requires("agent")
+def get_agent_status(agent_id: str):
+    rules = rt().rules.current()
+    if agent_id not in rules.agents:
+        raise BadRequest("agent_id", f"no agent {agent_id!r} in the rules", 404)
+    (snapshot,) = rt().state.snapshot([agent_id], time.time())
+    return jsonify(agent_json(snapshot, rules))
+
+
+@bp.put("/agents/<agent_id>/status")
+@requires("agent")
+def set_agent_status(agent_id: str):
+    rules = rt().rules.current()
+    if agent_id not in rules.agents:
+        raise BadRequest("agent_id", f"no agent {agent_id!r} in the rules", 404)
+    principal = g.principal
+    if principal.role == "agent" and principal.agent_id != agent_id:
+        return jsonify(error="forbidden", reason="agents may set only their own status"), 403
+    status = body().get("status")
+    if status not in PERSON_STATUSES:
+        raise BadRequest("status", f"one of {', '.join(PERSON_STATUSES)}")
+    now = time.time()
+    previous, current = rt().state.set_status(agent_id, status, now, by=principal.name)
+    if current != status:  # the state refuses, e.g. making an agent on a call available
+        return jsonify(error="conflict", field="status",
+                       reason=f"agent is {current}; status changes when the call ends"), 409
+    if current == "available":
+        from telephony import dispatch
+
+        rt().enqueue(dispatch.agent_freed, None)
+    (snapshot,) = rt().state.snapshot([agent_id], now)
+    return jsonify({**agent_json(snapshot, rules), "previous": previous})
+
+
+# --- clients and their cards ----------------------------------------------------------------
+
+
+@bp.get("/clients")
+@requires("agent")
+def find_clients():
+    phone = request.args.get("phone", "")
+    if not phone:
+        raise BadRequest("phone", "give ?phone= in any format, e.g. +372 5123 4567")
+    e164 = numbers.normalize(phone, rt().rules.current().hotline.country)
+    if e164 is None:
+        raise BadRequest("phone", f"{phone!r} is not a valid phone number")
+    with db.session() as s:
+        client = card.find_client_by_phone(s, e164)
+        found = [card.card(s, client.id)] if client else []
+    return jsonify(clients=found, phone=e164)
+
+
+@bp.post("/clients")
+@requires("agent")
+def create_client():
+    data = body()
+    phone = data.get("phone")
+    if not isinstance(phone, str):
+        raise BadRequest("phone", "required: the client's phone number")
+    rules = rt().rules.current()
+    e164 = numbers.normalize(phone, rules.hotline.country)
+    if e164 is None:
+        raise BadRequest("phone", f"{phone!r} is not a valid phone number")
+    language = data.get("language")
+    if language is not None and language not in rules.languages:
+        raise BadRequest("language", f"one of {', '.join(rules.languages)}")
+    zone = data.get("zone")
+    if zone is not None and not zone_is_valid(zone):
+        raise BadRequest("zone", f"{zone!r} is not an IANA time zone")
+    with db.session() as s:
+        client, created = card.find_or_create_client(s, e164, language=language, name=data.get("name"))
+        card.update_client(s, client.id, zone=zone, convenient_from=data.get("convenient_from"),
+                           convenient_to=data.get("convenient_to"), by=g.principal.name)
+        result = card.card(s, client.id)
+    return jsonify(result), 201 if created else 200
+
+
+@bp.get("/clients/<int:client_id>")
+@requires("agent")
+def get_client(client_id: int):
+    limit = parse_limit()
+    before = request.args.get("before")
+    with db.session() as s:
+        if card.get_client(s, client_id) is None:
+            raise BadRequest("client_id", f"no client {client_id}", 404)
+        try:
+            events, next_cursor = card.timeline(s, client_id, limit=limit, before=before)
+        except ValueError:
+            raise BadRequest("before", "not a cursor this API returned") from None
+        result = card.card(s, client_id)
+        result["timeline"] = [card.event_json(e) for e in events]
+        result["next"] = next_cursor
+    return jsonify(result)
+
+
+@bp.post("/clients/<int:client_id>/notes")
+@requires("agent")
+def add_note(client_id: int):
+    data = body()
+    text = data.get("text")
+    kind = data.get("kind", "note")
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest("text", "required: the note's text")
+    if kind not in ("note", "agreement"):
+        raise BadRequest("kind", "note or agreement")
+    with db.session() as s:
+        if card.get_client(s, client_id) is None:
+            raise BadRequest("client_id", f"no client {client_id}", 404)
+        event = card.add_note(s, client_id, text.strip(), by=g.principal.name, kind=kind)
+        return jsonify(card.event_json(event)), 201
+
+
+@bp.post("/clients/<int:client_id>/opt-out")
+@requires("agent")
+def opt_out_client(client_id: int):
+    data = request.get_json(silent=True) or {}
+    with db.session() as s:
+        if card.get_client(s, client_id) is None:
+            raise BadRequest("client_id", f"no client {client_id}", 404)
+        optout = card.opt_out_client(s, client_id, source=data.get("source", "api"),
+                                     reason=data.get("reason"), by=g.principal.name)
+        return jsonify(card.optout_json(optout)), 201
+
+
+@bp.post("/opt-outs")
+@requires("agent")
+def opt_out_number():
+    data = body()
+    phone = data.get("phone")
+    e164 = numbers.normalize(phone, rt().rules.current().hotline.country) if isinstance(phone, str) else None
+    if e164 is None:
+        raise BadRequest("phone", "required: a valid phone number")
+    with db.session() as s:
+        optout = card.opt_out_number(s, e164, source=data.get("source", "api"), reason=data.get("reason"),
+                                     by=g.principal.name)
+        return jsonify(card.optout_json(optout)), 201
+
+
+@bp.get("/opt-outs")
+@requires("supervisor")
+def list_opt_outs():
+    with db.session() as s:
+        return jsonify(opt_outs=[card.optout_json(o) for o in card.list_opt_outs(s)])
+
+
+@bp.delete("/opt-outs/<int:optout_id>")
+@requires("admin")
+def withdraw_opt_out(optout_id: int):
+    data = request.get_json(silent=True) or {}
+    with db.session() as s:
+        optout = card.withdraw_opt_out(s, optout_id, by=g.principal.name, reason=data.get("reason"))
+        if optout is None:
+            raise BadRequest("optout_id", f"no active opt-out {optout_id}", 404)
+        return jsonify(card.optout_json(optout))
+
+
+# --- outbound: the guard and the one dialler --------------------------------------------------
+
+
+def dialler() -> Dialler:
+    runtime = rt()
+    return Dialler(
+        twilio=lambda: runtime.twilio,
+        rules=runtime.rules.current(),
+        status_callback=public_url("voice.status"),
+        recording_callback=public_url("voice.recording", kind="call"),
+        bridge_url=lambda **params: public_url("voice.outbound_bridge", **params),
+    )
+
+
+@bp.post("/outbound/check")
+@requires("agent")
+def outbound_check():
+    data = body()
+    phone = data.get("phone")
+    if not isinstance(phone, str) or not phone:
+        raise BadRequest("phone", "required: the number to check")
+    at = parse_when(data.get("at"), "at")
+    verdict = dialler().check(phone, at, purpose=data.get("purpose"))
+    return jsonify(verdict_json(verdict))
+
+
+@bp.post("/outbound/screen")
+@requires("supervisor")
+def outbound_screen():
+    data = body()
+    phones = data.get("phones")
+    if not isinstance(phones, list) or not all(isinstance(p, str) for p in phones):
+        raise BadRequest("phones", "required: a list of phone numbers")
+    if len(phones) > 100_000:
+        raise BadRequest("phones", "at most 100,000 numbers per request; use `hotline screen` for more")
+    at = parse_when(data.get("at"), "at")
+    results = dialler().screen(phones, at, purpose=data.get("purpose"))
+    return jsonify(results=results)
+
+
+@bp.post("/calls")
+@requires("agent")
+def place_call():
+    data = body()
+    phone = data.get("phone")
+    if not isinstance(phone, str) or not phone:
+        raise BadRequest("phone", "required: the client's number")
+    rules = rt().rules.current()
+    agent_id = data.get("agent_id") or g.principal.agent_id
+    if not agent_id:
+        raise BadRequest("agent_id", "required: the agent whose line rings first")
+    if agent_id not in rules.agents:
+        raise BadRequest("agent_id", f"no agent {agent_id!r}")
+    if g.principal.role == "agent" and agent_id != g.principal.agent_id:
+        return jsonify(error="forbidden", reason="agents place calls from their own line"), 403
+    result = dialler().place_call(
+        phone, agent_id=agent_id, purpose=data.get("purpose", "agent_call"), requested_by=g.principal.name,
+        now=datetime.now(UTC),
+    )
+    if result.error:
+        return jsonify(error="twilio_refused", reason=result.error), 502
+    if not result.placed:
+        return jsonify(error="blocked", **verdict_json(result.verdict)), 409
+    return jsonify(call_sid=result.call_sid, **verdict_json(result.verdict)), 201
+
+
+def verdict_json(verdict: Any) -> dict[str, Any]:
+    return {
+        "allowed": verdict.allowed,
+        "reason": verdict.reason,
+        "next_allowed_at": iso(verdict.next_allowed_at),
+        "next_allowed_local": {z: iso(t) for z, t in (verdict.next_allowed_local or {}).items()},
+        "zones": list(verdict.zones),
+    }
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+@bp.get("/rules")
+@requires("supervisor")
+def get_rules():
+    return jsonify(rt().rules.current().model_dump(mode="json"))
+
+
+@bp.post("/rules/check")
+@requires("admin")
+def check_rules_view():
+    text = request.get_data(as_text=True)
+    errors = check_rules(text)
+    return jsonify(ok=not errors, errors=[{"path": e.path, "message": e.message} for e in errors]), (
+        200 if not errors else 422
+    )
+
+
+@bp.put("/rules")
+@requires("admin")
+def put_rules():
+    text = request.get_data(as_text=True)
+    errors = check_rules(text)
+    if errors:
+        return jsonify(error="invalid_rules", errors=[{"path": e.path, "message": e.message} for e in errors]), 422
+    rules = load_rules(text)
+    path = rt().settings.rules_path
+    tmp = path.with_suffix(path.suffix + ".new")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # atomic: other processes see the old or the new file, never half
+    rt().rules.replace(rules)
+    rt().state.sync_agents({a: r.available_by_default for a, r in rules.agents.items()}, time.time())
+    return jsonify(ok=True)

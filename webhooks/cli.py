@@ -1,0 +1,166 @@
+"""`hotline ...`: the console command (serve, worker, demo, simulate, rules, screen, db, report)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from .settings import from_env
+
+
+@click.group()
+def main() -> None:
+    """Hotline: customer-service standards on a Twilio Voice hotline."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
+@click.option("--with-worker/--no-worker", default=True, show_default=True, help="also run a job worker")
+def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
+    """Run the web app under gunicorn (and a job worker), as the Procfile does."""
+    from . import create_app
+    from .runtime import child_env
+
+    app = create_app()  # prepares storage and starts the embedded Redis if REDIS_URL is unset
+    runtime = app.extensions["hotline"]
+    env = child_env(runtime.settings, runtime)
+    procs = []
+    if with_worker:
+        procs.append(subprocess.Popen([sys.executable, "-m", "webhooks.cli", "worker"], env=env))
+    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"{host}:{port}",
+           "--access-logfile", "-", "webhooks:create_app()"]
+    click.echo(f"Hotline on http://{host}:{port}  (health: /healthz, API: /api/openapi.json)")
+    try:
+        subprocess.run(cmd, env=env, check=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in procs:
+            proc.terminate()
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="apply what is queued, then exit")
+def worker(burst: bool) -> None:
+    """Run the job worker (card events, Twilio callbacks, callbacks dispatch) with its scheduler."""
+    from .worker import make_worker
+
+    make_worker().work(burst=burst, with_scheduler=not burst)
+
+
+@main.group()
+def db() -> None:
+    """The card store's schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to DATABASE_URL (or the embedded SQLite file)."""
+    from recordings import db as card_db
+
+    settings = from_env()
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    card_db.upgrade(url)
+    click.echo(f"card store up to date: {_redact(url)}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.group()
+def rules() -> None:
+    """The routing rules file."""
+
+
+@rules.command("check")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def rules_check(path: Path) -> None:
+    """Print "ok", or every error with its field path."""
+    from routing_rules.loading import check_rules
+
+    if not path.exists():
+        raise click.ClickException(f"{path}: no such file")
+    errors = check_rules(path.read_text(encoding="utf-8"))
+    if not errors:
+        click.echo("ok")
+        return
+    for error in errors:
+        click.echo(f"{error.path}: {error.message}")
+    sys.exit(1)
+
+
+@main.command()
+@click.argument("csv_in", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="where to write the verdicts (default: FILE.screened.csv)")
+@click.option("--at", "at", default=None, help="screen as of this ISO time (default: now)")
+@click.option("--purpose", default=None, help="call purpose for per-purpose windows")
+def screen(csv_in: Path, csv_out: Path | None, at: str | None, purpose: str | None) -> None:
+    """Screen a CSV of numbers through the outbound guard (first column, or a `number` column)."""
+    from recordings import card, db as card_db
+    from routing_rules.loading import load_rules_file
+    from telephony.screening import screen_csv
+
+    settings = from_env()
+    when = datetime.now(UTC)
+    if at:
+        try:
+            when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter("expected an ISO time such as 2026-11-24T15:00:00Z", param_hint="--at")
+        if when.tzinfo is None:
+            raise click.BadParameter("the time needs a UTC offset", param_hint="--at")
+    rules_obj = load_rules_file(settings.rules_path)
+    card_db.configure(settings.effective_database_url)
+    try:
+        with card_db.session() as s:
+            opted_numbers, opted_clients_numbers = card.opted_out_sets(s)
+    except Exception as error:  # an empty store is fine; a broken one is said
+        raise click.ClickException(f"cannot read opt-outs from the card store: {error}")
+    csv_out = csv_out or csv_in.with_suffix(".screened.csv")
+    total = sum(1 for _ in csv_in.open(encoding="utf-8"))
+    with click.progressbar(length=total, label="screening") as bar:
+        summary = screen_csv(csv_in, csv_out, rules_obj.outbound, opted_numbers | opted_clients_numbers,
+                             when, progress=bar.update, default_region=rules_obj.hotline.country,
+                             purpose=purpose)
+    click.echo(f"wrote {csv_out}: {summary}")
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--interactive", is_flag=True, help="a terminal softphone: hear prompts as text, press keys")
+@click.option("--from", "from_", default="+37255512345", show_default=True, help="caller number (interactive)")
+def simulate(scenario: Path | None, interactive: bool, from_: str) -> None:
+    """Play a scenario file against a local hotline, or call it yourself (--interactive)."""
+    from .demo import simulate_command
+
+    if not scenario and not interactive:
+        raise click.UsageError("give a SCENARIO.yaml or --interactive")
+    sys.exit(simulate_command(scenario, interactive, from_))
+
+
+@main.command()
+@click.option("--keep-running", is_flag=True, help="leave the web app up after the scenarios")
+@click.option("--port", default=0, type=int, help="web port (0: any free port)")
+def demo(keep_running: bool, port: int) -> None:
+    """Set up and run everything locally and play the scenarios that show every standard."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(keep_running=keep_running, port=port))
+
+
+if __name__ == "__main__":  # `python -m webhooks.cli`
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,205 @@
+"""The OpenAPI 3.1 document served at `/api/openapi.json`. Keep it true with `api.py`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {
+    "400": _json(_ref("Error"), "Invalid input: `field` names what is wrong"),
+    "401": _json(_ref("Error"), "No valid bearer token"),
+    "403": _json(_ref("Error"), "The token's role may not do this"),
+}
+NOT_FOUND = {"404": _json(_ref("Error"), "Not found")}
+
+
+def _op(summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None,
+        params: list[dict[str, Any]] | None = None, role: str = "agent") -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "description": f"Needs the {role} role or higher.",
+        "responses": {**responses, **ERRORS},
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+NULLABLE_STR = {"type": ["string", "null"]}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}, "field": {"type": "string"}, "reason": {"type": "string"},
+                       "errors": {"type": "array"}},
+    },
+    "Agent": {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"},
+            "status": {"type": "string", "enum": ["available", "ringing", "on_call", "wrap_up", "away", "offline"]},
+            "misses": {"type": "integer"}, "languages": {"type": "array", "items": {"type": "string"}},
+            "previous": {"type": "string"},
+        },
+    },
+    "Verdict": {
+        "type": "object",
+        "required": ["allowed", "reason", "next_allowed_at", "zones"],
+        "properties": {
+            "allowed": {"type": "boolean"},
+            "reason": {"type": ["string", "null"], "enum": [None, "opted_out_client", "opted_out_number",
+                                                             "outside_hours", "holiday", "unknown_zone",
+                                                             "invalid_number"]},
+            "next_allowed_at": TIME,
+            "next_allowed_local": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+            "zones": {"type": "array", "items": {"type": "string"}},
+            "phone": {"type": "string"}, "e164": NULLABLE_STR, "call_sid": {"type": "string"},
+            "error": {"type": "string"},
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["id", "kind", "at"],
+        "properties": {
+            "id": {"type": "integer"}, "kind": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
+            "call_sid": NULLABLE_STR, "agent_id": NULLABLE_STR, "queue": NULLABLE_STR, "data": {"type": "object"},
+        },
+    },
+    "Card": {
+        "type": "object",
+        "required": ["id"],
+        "properties": {
+            "id": {"type": "integer"}, "name": NULLABLE_STR, "language": NULLABLE_STR, "zone": NULLABLE_STR,
+            "numbers": {"type": "array", "items": {"type": "string"}},
+            "opted_out": {"type": "boolean"},
+            "timeline": {"type": "array", "items": _ref("Event")}, "next": NULLABLE_STR,
+        },
+    },
+    "OptOut": {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}},
+}
+
+PHONE_BODY = {
+    "type": "object", "required": ["phone"],
+    "properties": {"phone": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
+                   "purpose": {"type": "string"}},
+}
+
+PATHS: dict[str, Any] = {
+    "/agents": {"get": _op("Agents and their live status", {"200": _json({"type": "object"})})},
+    "/agents/{agent_id}/status": {
+        "parameters": [_path_param("agent_id", {"type": "string"})],
+        "get": _op("An agent's status", {"200": _json(_ref("Agent")), **NOT_FOUND}),
+        "put": _op(
+            "Set an agent's status (agents: their own only)",
+            {"200": _json(_ref("Agent")), "409": _json(_ref("Error"), "Refused (e.g. on a call)"), **NOT_FOUND},
+            body={"type": "object", "required": ["status"],
+                  "properties": {"status": {"type": "string", "enum": ["available", "away", "offline"]}}},
+        ),
+    },
+    "/clients": {
+        "get": _op("Find a client by any number format", {"200": _json({"type": "object"})},
+                   params=[_query("phone", {"type": "string"}, required=True)]),
+        "post": _op("Create a client card (or return the existing one)",
+                    {"200": _json(_ref("Card")), "201": _json(_ref("Card"))},
+                    body={"type": "object", "required": ["phone"],
+                          "properties": {"phone": {"type": "string"}, "name": {"type": "string"},
+                                         "language": {"type": "string"}, "zone": {"type": "string"},
+                                         "convenient_from": {"type": "string"},
+                                         "convenient_to": {"type": "string"}}}),
+    },
+    "/clients/{client_id}": {
+        "parameters": [_path_param("client_id", {"type": "integer"})],
+        "get": _op("The client card with its timeline, newest first",
+                   {"200": _json(_ref("Card")), **NOT_FOUND},
+                   params=[_query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+                           _query("before", {"type": "string"})]),
+    },
+    "/clients/{client_id}/notes": {
+        "parameters": [_path_param("client_id", {"type": "integer"})],
+        "post": _op("Add a note or an agreement", {"201": _json(_ref("Event")), **NOT_FOUND},
+                    body={"type": "object", "required": ["text"],
+                          "properties": {"text": {"type": "string"},
+                                         "kind": {"type": "string", "enum": ["note", "agreement"]}}}),
+    },
+    "/clients/{client_id}/opt-out": {
+        "parameters": [_path_param("client_id", {"type": "integer"})],
+        "post": _op("The client asked not to be called (all their numbers)", {"201": _json(_ref("OptOut")),
+                                                                             **NOT_FOUND}),
+    },
+    "/opt-outs": {
+        "get": _op("Active opt-outs", {"200": _json({"type": "object"})}, role="supervisor"),
+        "post": _op("Opt a number out (with or without a card)", {"201": _json(_ref("OptOut"))},
+                    body={"type": "object", "required": ["phone"],
+                          "properties": {"phone": {"type": "string"}, "reason": {"type": "string"}}}),
+    },
+    "/opt-outs/{optout_id}": {
+        "parameters": [_path_param("optout_id", {"type": "integer"})],
+        "delete": _op("Withdraw an opt-out (logged on the card)", {"200": _json(_ref("OptOut")), **NOT_FOUND},
+                      role="admin"),
+    },
+    "/outbound/check": {
+        "post": _op("Would a call to this number be allowed now (or at `at`)?", {"200": _json(_ref("Verdict"))},
+                    body=PHONE_BODY),
+    },
+    "/outbound/screen": {
+        "post": _op("Screen many numbers", {"200": _json({"type": "object"})}, role="supervisor",
+                    body={"type": "object", "required": ["phones"],
+                          "properties": {"phones": {"type": "array", "items": {"type": "string"}},
+                                         "at": {"type": "string", "format": "date-time"},
+                                         "purpose": {"type": "string"}}}),
+    },
+    "/calls": {
+        "post": _op(
+            "Place a guarded outbound call (agent first, then the client)",
+            {"201": _json(_ref("Verdict"), "Placed"),
+             "409": _json(_ref("Verdict"), "Blocked by the guard: reason and next_allowed_at"),
+             "502": _json(_ref("Error"), "Twilio refused the call")},
+            body={"type": "object", "required": ["phone"],
+                  "properties": {"phone": {"type": "string"}, "agent_id": {"type": "string"},
+                                 "purpose": {"type": "string"}}},
+        ),
+    },
+    "/rules": {
+        "get": _op("The current routing rules", {"200": _json({"type": "object"})}, role="supervisor"),
+        "put": _op("Replace the rules (YAML body); every error is named by path",
+                   {"200": _json({"type": "object"}), "422": _json(_ref("Error"))}, role="admin"),
+    },
+    "/rules/check": {
+        "post": _op("Validate a rules file (YAML body) without saving",
+                    {"200": _json({"type": "object"}), "422": _json({"type": "object"})}, role="admin"),
+    },
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Hotline API", "version": "1", "description": "Client cards, agents, the outbound guard, "
+             "rules, queues, voicemails, callbacks and complaints. Bearer tokens with roles."},
+    "servers": [{"url": "/api"}],
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+    "security": [{"bearer": []}],
+    "paths": PATHS,
+}

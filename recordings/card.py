@@ -68,6 +68,13 @@ EVENT_KINDS = frozenset(
         "survey_score",
         "language_changed",
         "client_updated",
+        "call_handled",
+        "closed",
+        "routed_to_voicemail",
+        "high_volume_offer",
+        "offer_choice",
+        "queued",
+        "dequeued",
     }
 )
 

@@ -89,6 +89,7 @@ class Runtime:
     state: LiveState
     jobs: Queue
     rules: RulesSource
+    redis_url: str = ""
     _twilio: Any = field(default=None, repr=False)
 
     @property
@@ -130,6 +131,7 @@ def build_runtime(settings: Settings) -> Runtime:
         state=LiveState(conn, prefix=settings.redis_prefix),
         jobs=Queue(settings.job_queue, connection=conn),
         rules=rules,
+        redis_url=redis_url,
     )
 
 

@@ -106,6 +106,11 @@ def voicemail_script(rules: Rules, lang: str, call_sid: str, queue: str | None, 
                      intro: str = "voicemail_prompt") -> Script:
     queue_rules = rules.queues.get(queue) if queue else None
     max_length = queue_rules.voicemail.max_length_seconds if queue_rules else 120
+    if call_sid:
+        try:
+            rt().state.update_call(call_sid, voicemail="1")  # not abandoned: the caller was heard
+        except Exception:  # Redis down: the apology path must still answer
+            std_log.warning("could not mark the voicemail on the live call")
     return Script().add(
         say(rules, lang, intro),
         RecordStep(
@@ -524,18 +529,29 @@ def status():
 
 
 def call_ended(call_sid: str) -> None:
-    """The caller's leg ended: free any agent still reserved for it, leave any waiting line."""
+    """The caller's leg ended: free any agent still reserved for it, leave any waiting line.
+
+    A caller who hung up before an agent answered and without leaving a voicemail abandoned
+    the call; that goes on the card whether they were in the menu, the offer or the line.
+    """
     state = rt().state
     call = state.get_call(call_sid)
-    if not call:
+    if not call or call.get("ended"):
         return
     now = time.time()
+    state.update_call(call_sid, ended="1")
     state.release_unanswered(call_sid, None, now)
-    if call.get("waiting_in"):
-        state.leave_line(call["waiting_in"], f"call:{call_sid}")
-        call.setdefault("sid", call_sid)
-        record_event(call, "call_abandoned", {"queue": call["waiting_in"], "while": "waiting"},
-                     key=f"abandoned:{call_sid}")
+    call.setdefault("sid", call_sid)
+    waiting_in = call.get("waiting_in")
+    if waiting_in:
+        state.leave_line(waiting_in, f"call:{call_sid}")
+    if call.get("answered_by") or call.get("voicemail") or call.get("callback_booked"):
+        return
+    stage = "waiting" if waiting_in else ("ringing" if call.get("claimed") else
+                                          ("offer" if call.get("queued_at") else "menu"))
+    record_event(call, "call_abandoned", {"queue": waiting_in or call.get("queue") or None, "while": stage,
+                                          "seconds": round(now - float(call.get("started_at") or now), 1)},
+                 key=f"abandoned:{call_sid}")
 
 
 @bp.post("/fallback")
@@ -815,7 +831,7 @@ def book_callback(rules: Rules, call: dict[str, str], queue: str, lang: str, pre
         not_before = max(filter(None, (not_before, opens)), default=None)
     since = float(fresh.get("queued_at") or time.time())  # the place in line the caller already had
     state.leave_line(queue, f"call:{call['sid']}")
-    state.update_call(call["sid"], waiting_in="")
+    state.update_call(call["sid"], waiting_in="", callback_booked="1")
     rt().enqueue(dispatch.register_callback, number, queue, lang, since,
                  not_before.isoformat() if not_before else None, call["sid"],
                  job_id=f"callback-{call['sid']}")

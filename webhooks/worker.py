@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import redis
 from flask import Flask
 from rq import SimpleWorker, Worker
+from rq.timeouts import TimerDeathPenalty
 
 from . import create_app
 
@@ -24,15 +27,50 @@ class AppWorker(SimpleWorker):
             return super().perform_job(*args, **kwargs)
 
 
+class BackgroundWorker(AppWorker):
+    """The same worker on a thread of a process that already runs something (demo, tests).
+
+    Signal handlers belong to the main thread, so job timeouts use a timer, not SIGALRM, and
+    `stop()` ends the loop within a second.
+    """
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._stop_requested = True
+
+
+def worker_connection(app: Flask) -> redis.Redis:
+    """A connection without the web's short socket timeout: a worker blocks on BLPOP for long."""
+    return redis.Redis.from_url(app.extensions["hotline"].redis_url)
+
+
 def make_worker(app: Flask | None = None, *, forking: bool = False) -> Worker:
     app = app or create_app()
     runtime = app.extensions["hotline"]
     worker_class = Worker if forking else AppWorker
-    worker = worker_class([runtime.jobs], connection=runtime.redis)
+    conn = worker_connection(app)
+    worker = worker_class([runtime.jobs.name], connection=conn)
     worker.app = app  # type: ignore[attr-defined]
     return worker
 
 
+def start_background_worker(app: Flask) -> tuple[BackgroundWorker, threading.Thread]:
+    runtime = app.extensions["hotline"]
+    worker = BackgroundWorker([runtime.jobs.name], connection=worker_connection(app), worker_ttl=16)
+    worker.app = app
+    thread = threading.Thread(target=worker.work, kwargs={"logging_level": "WARNING"}, daemon=True,
+                              name="hotline-worker")
+    thread.start()
+    return worker, thread
+
+
 def run_burst(app: Flask) -> None:
     """Apply every job waiting now (tests and the demo), then return."""
-    make_worker(app).work(burst=True, with_scheduler=False, logging_level="WARNING")
+    runtime = app.extensions["hotline"]
+    worker = BackgroundWorker([runtime.jobs.name], connection=worker_connection(app))
+    worker.app = app
+    worker.work(burst=True, with_scheduler=False, logging_level="WARNING")

@@ -50,9 +50,15 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
 @click.option("--burst", is_flag=True, help="apply what is queued, then exit")
 def worker(burst: bool) -> None:
     """Run the job worker (card events, Twilio callbacks, callbacks dispatch) with its scheduler."""
+    from telephony.alerts import start_checks
+
     from .worker import make_worker
 
-    make_worker().work(burst=burst, with_scheduler=not burst)
+    worker_ = make_worker()
+    if not burst:  # the overdue check (escalations, alerts) re-schedules itself every interval
+        runtime = worker_.app.extensions["hotline"]  # type: ignore[attr-defined]
+        start_checks(runtime.jobs, runtime.rules.current().alerts.check_every_seconds)
+    worker_.work(burst=burst, with_scheduler=not burst)
 
 
 @main.group()
@@ -159,6 +165,70 @@ def demo(keep_running: bool, port: int) -> None:
     from .demo import run_demo
 
     sys.exit(run_demo(keep_running=keep_running, port=port))
+
+
+@main.group()
+def users() -> None:
+    """Web console users."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(["admin", "supervisor", "agent"]))
+@click.option("--agent", "agent_id", default=None, help="the agent id in the rules (agents)")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def users_add(username: str, role: str, agent_id: str | None, password_stdin: bool) -> None:
+    """Create a console user, or reset an existing one's password and role."""
+    from recordings import db as card_db
+
+    from .console.users import ensure_user
+
+    settings = from_env()
+    if settings.effective_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    card_db.upgrade(settings.effective_database_url)
+    card_db.configure(settings.effective_database_url)
+    password = (sys.stdin.readline().rstrip("\r\n") if password_stdin
+                else click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    try:
+        created = ensure_user(username, password, role, agent_id)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{'created' if created else 'updated'} {role} {username}")
+
+
+@main.command()
+@click.option("--from", "from_", required=True, help="a date (the hotline's midnight) or an ISO time")
+@click.option("--to", "to", required=True, help="end, exclusive: a date or an ISO time")
+@click.option("--queue", default=None, help="only this queue")
+@click.option("--by", type=click.Choice(["queue", "agent", "hour"]), default="queue", show_default=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV file to write ('-' for stdout)")
+def report(from_: str, to: str, queue: str | None, by: str, out: Path) -> None:
+    """Service-level report from the card store: rings, abandonment, deadlines, survey."""
+    from recordings import db as card_db, reports
+    from routing_rules.loading import load_rules_file
+
+    settings = from_env()
+    rules_obj = load_rules_file(settings.rules_path)
+    zone = rules_obj.hotline.zone
+    try:
+        start, end = reports.parse_bound(from_, zone), reports.parse_bound(to, zone)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    if start >= end:
+        raise click.BadParameter("--to must be after --from")
+    if queue is not None and queue not in rules_obj.queues:
+        raise click.BadParameter(f"one of {', '.join(rules_obj.queues)}", param_hint="--queue")
+    card_db.configure(settings.effective_database_url)
+    with card_db.session(readonly=True) as s:
+        rows = reports.service_level(s, start, end, queue=queue, by=by, zone=zone)  # type: ignore[arg-type]
+    if str(out) == "-":
+        reports.write_csv(rows, sys.stdout)
+        return
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        reports.write_csv(rows, handle)
+    click.echo(f"wrote {out}: {len(rows) - 1} {by} rows and a total")
 
 
 if __name__ == "__main__":  # `python -m webhooks.cli`

@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from recordings import jobs as card_jobs
 from routing_rules import engine
-from routing_rules.prompts import Prompt, prompt, when_text
+from routing_rules.prompts import Prompt, callback_time_options, prompt, when_text
 from routing_rules.schema import Rules
 from telephony import numbers
 from telephony.twiml import (
@@ -368,6 +368,7 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from
         DialTarget(
             endpoint=rules.agents[a].endpoint,
             whisper_url=public_url("voice.whisper", call=call["sid"], agent=a, lang=lang),
+            status_callback=public_url("voice.agent_leg", call=call["sid"], agent=a, attempt=attempt),
         )
         for a in claimed
     ]
@@ -393,24 +394,62 @@ def whisper():
     now = time.time()
     if runtime.state.mark_on_call(agent_id, parent_sid, now):
         runtime.state.release_unanswered(parent_sid, agent_id, now)
-        queue = call.get("queue") or rules.default_queue()
-        started = float(call.get("dial_started_at") or now)
-        seconds = max(0.0, now - started)
-        rings = engine.rings_for(seconds, rules, queue)
         runtime.state.update_call(parent_sid, answered_by=agent_id, answered_at=str(now))
         if call.get("e164"):
             runtime.state.set_last_agent(call["e164"], agent_id)
-        target = rules.queues[queue].answer_within_rings
-        record_event(call, "call_answered", {
-            "agent": agent_id, "rings": rings, "seconds": round(seconds, 1),
-            "within_target": rings <= target, "target_rings": target,
-        }, agent_id=agent_id, key=f"answered:{parent_sid}")
     agent_lang = (rules.agents[agent_id].languages or [rules.hotline.default_language])[0] \
         if agent_id in rules.agents else rules.hotline.default_language
     client = call.get("client_name") or call.get("e164") or call.get("from") or "unknown caller"
     queue_name = call.get("queue") or ""
     department = rules.queues[queue_name].department_for(agent_lang) if queue_name in rules.queues else ""
     return twiml(Script().add(say(rules, agent_lang, "whisper", client=client, department=department)))
+
+
+def twilio_time(value: str | None, default: float) -> float:
+    """Twilio's RFC 2822 `Timestamp` as epoch seconds (our clock when it is missing)."""
+    from email.utils import parsedate_to_datetime
+
+    if value:
+        try:
+            return parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            pass
+    return default
+
+
+def ring_facts(call: dict[str, str], agent_id: str, until: float) -> float:
+    """Seconds the agent's phone rang, by Twilio's clock when its leg callbacks came, else ours."""
+    started = call.get(f"ring_{agent_id}") or call.get("dial_started_at")
+    return round(max(0.0, until - float(started or until)), 1)
+
+
+def record_answer(rules: Rules, call: dict[str, str], agent_id: str, seconds: float) -> None:
+    queue = call.get("queue") or rules.default_queue()
+    rings = engine.rings_for(seconds, rules, queue)
+    target = rules.queues[queue].answer_within_rings
+    record_event(call, "call_answered", {
+        "agent": agent_id, "rings": rings, "seconds": seconds,
+        "within_target": rings <= target, "target_rings": target,
+    }, agent_id=agent_id, key=f"answered:{call['sid']}")
+
+
+@bp.post("/agent-leg")
+def agent_leg():
+    """Status callbacks of an agent's leg: Twilio's own ringing and answer times give the rings."""
+    runtime = rt()
+    rules = runtime.rules.current()
+    parent_sid = request.args.get("call", "")
+    agent_id = request.args.get("agent", "")
+    status = request.form.get("CallStatus", "")
+    call = load_call(parent_sid)
+    at = twilio_time(request.form.get("Timestamp"), time.time())
+    if status == "ringing":
+        runtime.state.update_call(parent_sid, **{f"ring_{agent_id}": str(at)})
+    elif status == "in-progress":
+        record_answer(rules, call, agent_id, ring_facts(call, agent_id, at))
+    elif status in MISSED_DIAL_STATUSES or status == "completed":
+        runtime.state.update_call(parent_sid, **{f"ring_end_{agent_id}": str(at)})
+    return Response(status=204)
 
 
 @bp.post("/dial-result")
@@ -432,6 +471,8 @@ def dial_result():
     if not state.once(f"dial-result:{call_sid}:{attempt}"):
         log.info("duplicate dial action ignored")
     if status in ("completed", "answered") and answered_by:
+        # normally written from the agent leg's "answered" callback; the same key makes this a no-op
+        record_answer(rules, call, answered_by, ring_facts(call, answered_by, float(call.get("answered_at") or now)))
         agent = rules.agents.get(answered_by)
         state.release_after_call(answered_by, call_sid, now, agent.wrap_up_seconds if agent else 0)
         duration = int(request.form.get("DialCallDuration") or 0)
@@ -454,9 +495,10 @@ def dial_result():
     for agent_id in claimed:
         agent = rules.agents.get(agent_id)
         new_status, misses = state.release_missed(agent_id, call_sid, now, agent.miss_limit if agent else 3)
+        rang = ring_facts(call, agent_id, float(call.get(f"ring_end_{agent_id}") or now))
         record_event(call, "agent_rung", {
-            "agent": agent_id, "outcome": outcome, "seconds": seconds,
-            "rings": engine.rings_for(seconds, rules, queue), "attempt": attempt,
+            "agent": agent_id, "outcome": outcome, "seconds": rang,
+            "rings": engine.rings_for(rang, rules, queue), "attempt": attempt,
             "misses": misses, "agent_status": new_status,
         }, agent_id=agent_id, key=f"rung:{call_sid}:{attempt}:{agent_id}")
     next_step = engine.after_dial(rules, queue, outcome, attempt)
@@ -799,7 +841,9 @@ def callback_number():
     if len(presets) > 1:
         return twiml(Script().add(
             GatherStep(action=public_url("voice.callback_time", queue=queue, lang=lang),
-                       prompts=[say(rules, lang, "callback_time")], timeout=rules.menu.timeout_seconds),
+                       prompts=[say(rules, lang, "callback_time",
+                                    options=callback_time_options(rules, lang, queue))],
+                       timeout=rules.menu.timeout_seconds),
             RedirectStep(public_url("voice.callback_time", queue=queue, lang=lang, default=1)),
         ))
     return twiml(book_callback(rules, call, queue, lang, None))

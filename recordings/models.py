@@ -281,3 +281,64 @@ class Complaint(Base):
     escalated_at: Mapped[datetime | None]
 
     __table_args__ = (sa.Index("ix_complaints_status_ack_due_at", "status", "ack_due_at"),)
+
+
+CONSOLE_ROLES = ("admin", "supervisor", "agent")
+
+
+class ConsoleUser(Base):
+    """A person who logs in to the web console; only the password's hash is kept."""
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    agent_id: Mapped[str | None] = mapped_column(sa.String(100))  # the rules' agent id, if an agent
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.CheckConstraint("role IN ('admin', 'supervisor', 'agent')", name="role"),
+    )
+
+
+class RulesVersion(Base):
+    """A saved rules file: who saved it, when and why, so a change can be diffed and rolled back."""
+
+    __tablename__ = "rules_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(sa.String(100))
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+
+
+ALERT_KINDS = ("voicemail", "callback", "complaint")
+
+
+class Alert(Base):
+    """An overdue item reported to the supervisor: one row per item (`key`), so it is sent once.
+
+    `sent_at` stays NULL until a channel accepted it; the periodic check retries those.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(200), unique=True)  # `{kind}:{id}:overdue`
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    item_id: Mapped[int]
+    client_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("clients.id", ondelete="SET NULL"), index=True
+    )
+    queue: Mapped[str | None] = mapped_column(sa.String(100))
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    supervisor: Mapped[str | None] = mapped_column(sa.String(100))  # on duty when sent
+
+    __table_args__ = (sa.Index("ix_alerts_sent_at", "sent_at"),)

@@ -74,6 +74,16 @@ def create_app(overrides: Mapping[str, Any] | None = None, settings: Settings | 
 
     app.register_blueprint(voice.bp)
     app.register_blueprint(api.bp)
+    from . import console
+
+    console.init_app(app)  # /console: session login, pages for admins, supervisors, agents
+    from . import service_api
+
+    service_api.init_app(app)  # complaints, voicemails, callbacks, reports, audio
+    from . import metrics, rate_limit
+
+    metrics.init_app(app)  # /metrics and per-endpoint latency (shared through Redis)
+    rate_limit.init_app(app)  # /api/*: 429 past a token's (or IP's) window
 
     @app.get("/healthz")
     def healthz():

@@ -138,16 +138,26 @@ def set_agent_status(agent_id: str):
     if status not in PERSON_STATUSES:
         raise BadRequest("status", f"one of {', '.join(PERSON_STATUSES)}")
     now = time.time()
-    previous, current = rt().state.set_status(agent_id, status, now, by=principal.name)
+    previous, current = apply_agent_status(agent_id, status, principal.name, now)
     if current != status:  # the state refuses, e.g. making an agent on a call available
         return jsonify(error="conflict", field="status",
                        reason=f"agent is {current}; status changes when the call ends"), 409
-    if current == "available":
+    (snapshot,) = rt().state.snapshot([agent_id], now)
+    return jsonify({**agent_json(snapshot, rules), "previous": previous})
+
+
+def apply_agent_status(agent_id: str, status: str, by: str, now: float) -> tuple[str, str]:
+    """Set a person-chosen status (logged with `by`); a freed agent wakes the waiting work.
+
+    Returns (previous, current); `current != status` means the state refused. Shared with the
+    console's agent and admin pages.
+    """
+    previous, current = rt().state.set_status(agent_id, status, now, by=by)
+    if current == status == "available":
         from telephony import dispatch
 
         rt().enqueue(dispatch.agent_freed, None)
-    (snapshot,) = rt().state.snapshot([agent_id], now)
-    return jsonify({**agent_json(snapshot, rules), "previous": previous})
+    return previous, current
 
 
 # --- clients and their cards ----------------------------------------------------------------
@@ -374,6 +384,15 @@ def put_rules():
     errors = check_rules(text)
     if errors:
         return jsonify(error="invalid_rules", errors=[{"path": e.path, "message": e.message} for e in errors]), 422
+    write_rules(text)
+    return jsonify(ok=True)
+
+
+def write_rules(text: str) -> None:
+    """Make already-checked rules text live: the file atomically, this process, new agents.
+
+    Shared with the console's rules editor, which checks first and records a version.
+    """
     rules = load_rules(text)
     path = rt().settings.rules_path
     tmp = path.with_suffix(path.suffix + ".new")
@@ -381,4 +400,3 @@ def put_rules():
     tmp.replace(path)  # atomic: other processes see the old or the new file, never half
     rt().rules.replace(rules)
     rt().state.sync_agents({a: r.available_by_default for a, r in rules.agents.items()}, time.time())
-    return jsonify(ok=True)

@@ -9,6 +9,7 @@ import redis
 from flask import Flask
 from rq import SimpleWorker, Worker
 from rq.timeouts import TimerDeathPenalty
+from rq.exceptions import StopRequested
 
 from . import create_app
 
@@ -41,6 +42,12 @@ class BackgroundWorker(AppWorker):
 
     def stop(self) -> None:
         self._stop_requested = True
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        # rq's idle loop only wakes to heartbeat; that is where a stop takes effect
+        if self._stop_requested:
+            raise StopRequested()
+        super().heartbeat(*args, **kwargs)
 
 
 def worker_connection(app: Flask) -> redis.Redis:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from recordings import card, db
 from routing_rules import engine
@@ -167,9 +168,35 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
     ctx.enqueue(agent_freed, queue)
 
 
+TICK_EVERY_SECONDS = 10  # a due callback or an ended wrap-up waits at most this long
+
+
 def tick() -> int:
     """Periodic: serve lines whose agents are free (wrap-ups that ended, due callbacks)."""
     return agent_freed(None)
+
+
+def _tick_job_id(at: float) -> str:
+    return f"hotline-dispatch-tick-{int(at // TICK_EVERY_SECONDS)}"
+
+
+def tick_and_reschedule(queue_name: str) -> int:
+    """The periodic job: serve the lines, then schedule the next tick (needs the RQ scheduler)."""
+    from rq import Queue, get_current_job
+
+    try:
+        return tick()
+    finally:
+        job = get_current_job()
+        if job is not None:
+            Queue(queue_name, connection=job.connection).enqueue_in(
+                timedelta(seconds=TICK_EVERY_SECONDS), tick_and_reschedule, queue_name,
+                job_id=_tick_job_id(time.time() + TICK_EVERY_SECONDS))
+
+
+def start_ticks(queue: Any) -> None:
+    """Start the periodic chain when a worker starts; a repeat within the interval is the same job."""
+    queue.enqueue(tick_and_reschedule, queue.name, job_id=_tick_job_id(time.time()))
 
 
 def register_callback(e164: str, queue: str, language: str, since: float, not_before_iso: str | None,

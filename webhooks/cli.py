@@ -51,6 +51,7 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
 def worker(burst: bool) -> None:
     """Run the job worker (card events, Twilio callbacks, callbacks dispatch) with its scheduler."""
     from telephony.alerts import start_checks
+    from telephony.dispatch import start_ticks
 
     from .worker import make_worker
 
@@ -58,6 +59,7 @@ def worker(burst: bool) -> None:
     if not burst:  # the overdue check (escalations, alerts) re-schedules itself every interval
         runtime = worker_.app.extensions["hotline"]  # type: ignore[attr-defined]
         start_checks(runtime.jobs, runtime.rules.current().alerts.check_every_seconds)
+        start_ticks(runtime.jobs)  # due callbacks and ended wrap-ups reach the waiting lines
     worker_.work(burst=burst, with_scheduler=not burst)
 
 
@@ -142,6 +144,58 @@ def screen(csv_in: Path, csv_out: Path | None, at: str | None, purpose: str | No
                              when, progress=bar.update, default_region=rules_obj.hotline.country,
                              purpose=purpose)
     click.echo(f"wrote {csv_out}: {summary}")
+
+
+@main.group("opt-outs")
+def opt_outs() -> None:
+    """Do-not-call requests kept on the card store."""
+
+
+@opt_outs.command("import")
+@click.argument("csv_in", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--by", default="import", show_default=True, help="who is recorded as the source")
+def opt_outs_import(csv_in: Path, by: str) -> None:
+    """Import numbers that must never be called (CSV: a `phone` column, optional `reason`).
+
+    Each becomes a number-level opt-out with source "import", written on the card when the
+    number has one. Invalid rows are listed by line and skipped; nothing valid is lost.
+    """
+    import csv
+
+    from recordings import card, db as card_db
+    from telephony.numbers import normalize
+
+    settings = from_env()
+    card_db.configure(settings.effective_database_url)
+    country = _hotline_country(settings)
+    added = skipped = 0
+    with csv_in.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    has_header = "phone" in header
+    phone_col = header.index("phone") if has_header else 0
+    reason_col = header.index("reason") if has_header and "reason" in header else None
+    with card_db.session() as s:
+        for line, row in enumerate(rows[1:] if has_header else rows, start=2 if has_header else 1):
+            raw = row[phone_col].strip() if len(row) > phone_col else ""
+            e164 = normalize(raw, country)
+            if e164 is None:
+                click.echo(f"line {line}: phone: {raw!r} is not a valid phone number; skipped", err=True)
+                skipped += 1
+                continue
+            reason = row[reason_col].strip() if reason_col is not None and len(row) > reason_col else None
+            card.opt_out_number(s, e164, source="import", reason=reason or "imported list", by=by)
+            added += 1
+    click.echo(f"imported {added} opt-outs, skipped {skipped}")
+
+
+def _hotline_country(settings: object) -> str:
+    from routing_rules.loading import load_rules_file
+
+    try:
+        return load_rules_file(settings.rules_path).hotline.country  # type: ignore[attr-defined]
+    except Exception:
+        return "EE"
 
 
 @main.command()

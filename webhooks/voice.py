@@ -479,7 +479,7 @@ def dial_result():
         state.record_handle_time(queue, duration, now)
         record_event(call, "call_handled", {"agent": answered_by, "duration": duration},
                      agent_id=answered_by, key=f"handled:{call_sid}")
-        after_call_hook(rules, call, queue)
+        after_call_hook(rules, call, queue, agent.wrap_up_seconds if agent else 0)
         script = Script()
         if rules.queues[queue].survey:
             script.add(RedirectStep(public_url("voice.survey", lang=lang)))
@@ -508,13 +508,18 @@ def dial_result():
     return twiml(voicemail_script(rules, lang, call_sid, queue, intro="all_busy"))
 
 
-def after_call_hook(rules: Rules, call: dict[str, str], queue: str) -> None:
-    """An agent has freed up: wake whatever waits for one (high volume lines, callbacks)."""
+def after_call_hook(rules: Rules, call: dict[str, str], queue: str, wrap_up_seconds: int = 0) -> None:
+    """An agent has freed up (now, or when wrap-up ends): wake what waits for one."""
+    from datetime import timedelta
+
     from telephony import dispatch
 
     try:
-        rt().enqueue(dispatch.agent_freed, queue)
-    except Exception:  # never fail the caller's webhook for this
+        if wrap_up_seconds > 0:
+            rt().jobs.enqueue_in(timedelta(seconds=wrap_up_seconds), dispatch.agent_freed, queue)
+        else:
+            rt().enqueue(dispatch.agent_freed, queue)
+    except Exception:  # never fail the caller's webhook for this; the periodic tick catches up
         std_log.exception("could not schedule dispatch")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,6 +165,26 @@ def load_call(call_sid: str) -> dict[str, str]:
     return call
 
 
+@dataclass(frozen=True)
+class Turn:
+    """One request of a call: the rules in force, the call's live state, its queue and language."""
+
+    rules: Rules
+    call: dict[str, str]
+    queue: str
+    lang: str
+
+
+def this_turn() -> Turn:
+    rules = rt().rules.current()
+    call = load_call(request.form.get("CallSid", ""))
+    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    if lang not in rules.languages:  # a stale URL after a rules change
+        lang = rules.hotline.default_language
+    return Turn(rules, call, queue, lang)
+
+
 def menu_script(rules: Rules, lang: str, call: dict[str, str], *, greet: bool, repeat: int = 0) -> Script:
     now = now_utc()
     local = now.astimezone(engine.zone(rules))
@@ -286,9 +306,8 @@ def language():
 
 @bp.post("/opt-out")
 def opt_out():
-    rules = rt().rules.current()
-    call = load_call(request.form.get("CallSid", ""))
-    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    turn = this_turn()
+    rules, call, lang = turn.rules, turn.call, turn.lang
     if request.form.get("Digits") == "1" and call.get("e164"):
         rt().enqueue(card_jobs.opt_out_from_call, call["e164"], call["sid"], now_utc().isoformat(),
                      job_id=f"optout-{call['sid']}")
@@ -528,9 +547,8 @@ def after_call_hook(rules: Rules, call: dict[str, str], queue: str, wrap_up_seco
 
 @bp.post("/voicemail")
 def voicemail():
-    rules = rt().rules.current()
-    call = load_call(request.form.get("CallSid", ""))
-    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    turn = this_turn()
+    rules, call, lang = turn.rules, turn.call, turn.lang
     queue = request.args.get("queue") or call.get("queue") or None
     return twiml(voicemail_script(rules, lang, call["sid"], queue))
 
@@ -610,9 +628,8 @@ def fallback():
 
 @bp.post("/survey")
 def survey():
-    rules = rt().rules.current()
-    call = load_call(request.form.get("CallSid", ""))
-    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    turn = this_turn()
+    rules, call, lang = turn.rules, turn.call, turn.lang
     digits = request.form.get("Digits")
     if digits is None:
         return twiml(Script().add(
@@ -707,10 +724,8 @@ def offer_script(rules: Rules, lang: str, queue: str, position: int, wait_second
 
 @bp.post("/offer")
 def offer():
-    rules = rt().rules.current()
-    call = load_call(request.form.get("CallSid", ""))
-    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
-    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    turn = this_turn()
+    rules, call, queue, lang = turn.rules, turn.call, turn.queue, turn.lang
     digits = request.form.get("Digits", "")
     if request.args.get("closed") and digits not in ("1", "2"):
         digits = "1"  # closed: nobody to wait for, so no answer means a voicemail
@@ -778,10 +793,8 @@ def wait_choice():
 
 @bp.post("/queue-result")
 def queue_result():
-    rules = rt().rules.current()
-    call = load_call(request.form.get("CallSid", ""))
-    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
-    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    turn = this_turn()
+    rules, call, queue, lang = turn.rules, turn.call, turn.queue, turn.lang
     result = request.form.get("QueueResult", "")
     if result == "leave":
         rt().state.leave_line(queue, f"call:{call['sid']}")
@@ -822,10 +835,8 @@ def callback_number_script(rules: Rules, lang: str, call: dict[str, str], queue:
 
 @bp.post("/callback-number")
 def callback_number():
-    rules = rt().rules.current()
-    call = load_call(request.form.get("CallSid", ""))
-    queue = request.args.get("queue") or rules.default_queue()
-    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    turn = this_turn()
+    rules, call, queue, lang = turn.rules, turn.call, turn.queue, turn.lang
     digits = request.form.get("Digits", "")
     if request.args.get("entered"):
         e164 = numbers.normalize(digits, rules.hotline.country) if digits else None
@@ -856,10 +867,8 @@ def callback_number():
 
 @bp.post("/callback-time")
 def callback_time():
-    rules = rt().rules.current()
-    call = load_call(request.form.get("CallSid", ""))
-    queue = request.args.get("queue") or rules.default_queue()
-    lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
+    turn = this_turn()
+    rules, call, queue, lang = turn.rules, turn.call, turn.queue, turn.lang
     digits = request.form.get("Digits", "")
     presets = rules.queues[queue].callback.time_presets
     choice = presets[int(digits) - 1] if digits.isdigit() and 1 <= int(digits) <= len(presets) else None

@@ -8,6 +8,7 @@ Twilio may send a callback twice. Faults raise: RQ's Retry handles the transient
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -211,6 +212,17 @@ def apply_recording(
         return result
 
 
+ComplaintDeadlines = Callable[[], tuple[timedelta, timedelta]]
+_complaint_deadlines: ComplaintDeadlines | None = None
+
+
+def use_complaint_deadlines(deadlines: ComplaintDeadlines | None) -> None:
+    """The composition root hands in (acknowledge within, resolve within) from the current rules,
+    read when a job runs: the webhook that enqueues the complaint does not pass them."""
+    global _complaint_deadlines
+    _complaint_deadlines = deadlines
+
+
 def open_complaint_for_call(
     e164: str, call_sid: str, queue: str | None, at_iso: str, summary: str | None = None
 ) -> int | None:
@@ -218,6 +230,10 @@ def open_complaint_for_call(
     if not is_client_number(e164):
         log.info("complaint_skipped", reason="no client number", number=e164, call_sid=call_sid)
         return None
+    ack_within, resolve_within = (
+        _complaint_deadlines() if _complaint_deadlines is not None
+        else (card.COMPLAINT_ACK_WITHIN, card.COMPLAINT_RESOLVE_WITHIN)
+    )
     with db.session() as s:
         client, _ = card.find_or_create_client(s, e164)
         complaint, _ = card.open_complaint(
@@ -228,6 +244,8 @@ def open_complaint_for_call(
             queue=queue,
             by="ivr",
             at=_parse_iso(at_iso),
+            ack_within=ack_within,
+            resolve_within=resolve_within,
         )
         return complaint.id
 

@@ -347,15 +347,69 @@ def prompt(rules: Rules, lang: str, key: str, **values: Any) -> Prompt:
     text = text[:1].upper() + text[1:]  # "{department} — press 1." starts a sentence
     voice = rules.languages[lang]  # type: ignore[index]
     audio_url = None
-    if voice.audio_base_url and names <= AUDIO_SAFE_VALUES:
-        name = f"{key}_{filled['digit']}" if "digit" in names else key
-        audio_url = f"{voice.audio_base_url.rstrip('/')}/{name}.wav"
+    # callback_time's words depend on the queue: without `queue=` no recording is the right one
+    recorded = names <= AUDIO_SAFE_VALUES and (key != "callback_time" or "queue" in values)
+    if voice.audio_base_url and recorded:
+        audio_url = f"{voice.audio_base_url.rstrip('/')}/{audio_name(key, filled, values)}.wav"
     fallback = None
     if voice.say_language is None and audio_url is None:
         spoken = _spoken_language(rules)
         if spoken is not None:
             fallback = prompt(rules, spoken, key, **values)
     return Prompt(text, voice.say_language, voice.voice, audio_url, fallback)
+
+
+def audio_name(key: str, filled: dict[str, Any], values: dict[str, Any]) -> str:
+    """The recording's file stem: one per key, per digit, per time and per queue's presets.
+
+    `callback_time` lists a queue's presets and `callback_time_after` names a time, so both
+    differ between queues with the same digits; the stem says which words were recorded.
+    """
+    name = key
+    if key == "callback_time" and "queue" in values:
+        name += f"_{values['queue']}"
+    if "time" in filled and "{time}" in TEXTS["en"][key]:
+        name += "_" + str(filled["time"]).replace(":", "")
+    if "digit" in filled and "{digit}" in TEXTS["en"][key]:
+        name += f"_{filled['digit']}"
+    return name
+
+
+def audio_files(rules: Rules, lang: str) -> dict[str, str]:
+    """{file stem: words} of every recording `lang` needs under the rules (audio rule above).
+
+    What a tool synthesises or an admin records; prompts with per-call values are left out.
+    """
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for key, text in TEXTS["en"].items():
+        if key != "callback_time" and not placeholders(text) - {"company", "department", "options"}:
+            calls.append((key, {}))  # callback_time: per queue, below
+    for queue in rules.queues.values():
+        if queue.digit is not None:
+            calls.append(("menu_queue_option",
+                          {"department": queue.department_for(lang), "digit": queue.digit}))
+    menu = rules.menu
+    for key, special in (("menu_complaint", menu.complaint_digit), ("menu_opt_out", menu.opt_out_digit),
+                         ("menu_language", menu.language_digit)):
+        if special is not None:
+            calls.append((key, {"digit": special}))
+    for number, _ in enumerate(rules.languages, start=1):
+        calls.append(("language_option", {"digit": str(number)}))
+    for name, queue in rules.queues.items():
+        calls.append(("callback_time", {"queue": name}))
+        for digit, preset in enumerate(queue.callback.time_presets, start=1):
+            if preset == "asap":
+                calls.append(("callback_time_asap", {"digit": str(digit)}))
+            else:
+                calls.append(("callback_time_after",
+                              {"time": preset.removeprefix("after ").strip(), "digit": str(digit)}))
+    files: dict[str, str] = {}
+    for key, values in calls:
+        spoken = prompt(rules, lang, key, **values)
+        if spoken.audio_url:
+            stem = spoken.audio_url.rsplit("/", 1)[-1].removesuffix(".wav")
+            files[stem] = spoken.text
+    return files
 
 
 def menu_options(rules: Rules, lang: str) -> str:

@@ -267,6 +267,28 @@ class QueueRules(_Model):
         return self.department.get(lang) or next(iter(self.department.values()))  # type: ignore[call-overload]
 
 
+class ComplaintRules(_Model):
+    """Deadlines of every complaint (menu key or an agent's API action), hotline-wide: an
+    agent-opened complaint has no queue, so the deadlines cannot live on the complaints queue."""
+
+    acknowledge_within_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    resolve_within_hours: int = Field(default=72, ge=1, le=365 * 24)
+
+    @model_validator(mode="after")
+    def _resolve_after_acknowledge(self) -> ComplaintRules:
+        if self.resolve_within_hours * 60 < self.acknowledge_within_minutes:
+            raise ValueError("resolve_within_hours must not end before acknowledge_within_minutes")
+        return self
+
+
+class AlertRules(_Model):
+    """Where overdue voicemails, callbacks and complaints are reported, once each."""
+
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    sms_to: list[E164] = Field(default_factory=list)
+    check_every_seconds: int = Field(default=60, ge=10, le=3600)
+
+
 class AgentRules(_Model):
     name: str = Field(min_length=1)
     endpoint: Endpoint
@@ -290,6 +312,8 @@ class Rules(_Model):
     queues: dict[str, QueueRules] = Field(min_length=1)
     agents: dict[str, AgentRules] = Field(default_factory=dict)
     outbound: OutboundPolicy = Field(default_factory=OutboundPolicy)
+    complaints: ComplaintRules = Field(default_factory=ComplaintRules)
+    alerts: AlertRules = Field(default_factory=AlertRules)
 
     @model_validator(mode="after")
     def _fields_agree(self, info: ValidationInfo) -> Rules:

@@ -99,7 +99,7 @@ def test_caller_is_greeted_in_the_language_of_their_number(voice: Voice, caller:
 def test_estonian_caller_hears_recorded_audio_never_say(voice: Voice) -> None:
     root = voice.twiml("/voice/incoming", call_params("CA-et", EE_CALLER))
     plays = [p.text for p in root.iter("Play")]
-    assert plays and all(p.startswith("http://localhost/static/audio/et/") for p in plays)
+    assert plays and all(p.startswith("http://localhost/audio/et/") for p in plays)
     assert all(s.get("language") != "et-EE" for s in root.iter("Say"))
 
 

@@ -191,6 +191,140 @@ PATHS: dict[str, Any] = {
     },
 }
 
+# --- the service standard (webhooks/service_api.py, webhooks/audio.py) -------------------------
+
+_ID = {"type": "integer"}
+_STATUS = "Which ones"
+SCHEMAS.update({
+    "Complaint": {
+        "type": "object", "required": ["id", "client_id", "status", "ack_due_at", "resolve_due_at"],
+        "properties": {
+            "id": _ID, "client_id": _ID, "call_sid": NULLABLE_STR, "queue": NULLABLE_STR,
+            "summary": NULLABLE_STR, "status": {"type": "string", "enum": ["open", "acknowledged", "resolved"]},
+            "opened_at": TIME, "opened_by": NULLABLE_STR, "ack_due_at": TIME, "resolve_due_at": TIME,
+            "overdue": {"type": "boolean"}, "acknowledged_at": TIME, "acknowledged_by": NULLABLE_STR,
+            "resolved_at": TIME, "resolved_by": NULLABLE_STR, "resolution": NULLABLE_STR, "escalated_at": TIME,
+        },
+    },
+    "Voicemail": {
+        "type": "object", "required": ["id", "status", "due_at"],
+        "properties": {
+            "id": _ID, "client_id": {"type": ["integer", "null"]}, "call_sid": NULLABLE_STR,
+            "queue": NULLABLE_STR, "language": NULLABLE_STR, "url": {"type": "string"},
+            "duration": {"type": ["integer", "null"]}, "created_at": TIME, "due_at": TIME,
+            "status": {"type": "string", "enum": ["open", "handled"]}, "overdue": {"type": "boolean"},
+            "handled_at": TIME, "handled_by": NULLABLE_STR, "note": NULLABLE_STR,
+        },
+    },
+    "Callback": {
+        "type": "object", "required": ["id", "client_id", "status"],
+        "properties": {
+            "id": _ID, "client_id": _ID, "e164": {"type": "string"}, "queue": {"type": "string"},
+            "language": NULLABLE_STR, "status": {"type": "string"}, "attempts": _ID,
+            "first_queued_at": TIME, "requested_at": TIME, "not_before": TIME, "due_at": TIME,
+            "overdue": {"type": "boolean"}, "next_attempt_at": TIME, "last_result": NULLABLE_STR,
+            "agent_id": NULLABLE_STR, "closed_at": TIME,
+        },
+    },
+    "ReportRow": {
+        "type": "object", "required": ["group", "calls"],
+        "properties": {name: ({"type": "string"} if name == "group" else {"type": ["number", "null"]})
+                       for name in ("group", "calls", "answered", "answered_within_target",
+                                    "service_level_pct", "avg_rings_to_answer", "abandoned", "voicemails",
+                                    "voicemails_answered_in_time", "callbacks", "callbacks_answered_in_time",
+                                    "complaints", "complaints_acknowledged_in_time", "survey_responses",
+                                    "survey_average")},
+    },
+})
+
+_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})
+
+
+def _list(name: str, statuses: list[str], default: str) -> dict[str, Any]:
+    return _json({"type": "object", "properties": {name: {"type": "array", "items": _ref(name[:-1].title())}}}), [
+        {**_query("status", {"type": "string", "enum": statuses, "default": default}), "description": _STATUS},
+        _LIMIT]
+
+
+_complaints_ok, _complaints_params = _list("complaints", ["open", "overdue", "acknowledged", "resolved",
+                                                          "unresolved"], "unresolved")
+_voicemails_ok, _voicemails_params = _list("voicemails", ["open", "overdue", "handled"], "open")
+_callbacks_ok, _callbacks_params = _list("callbacks", ["open", "overdue", "pending", "dialling", "completed",
+                                                       "failed", "cancelled", "blocked"], "open")
+_DATE_OR_TIME = {"type": "string", "description": "a date (the hotline's midnight) or an ISO time with offset"}
+
+PATHS.update({
+    "/complaints": {
+        "get": _op("Complaints (default: not yet resolved)", {"200": _complaints_ok}, role="supervisor",
+                   params=_complaints_params),
+        "post": _op("Open a complaint for a client (deadlines from the rules' `complaints`)",
+                    {"201": _json(_ref("Complaint")), **NOT_FOUND},
+                    body={"type": "object", "required": ["client_id", "summary"],
+                          "properties": {"client_id": _ID, "summary": {"type": "string"}}}),
+    },
+    "/complaints/{complaint_id}/acknowledge": {
+        "parameters": [_path_param("complaint_id", _ID)],
+        "post": _op("A supervisor has seen the complaint", {"200": _json(_ref("Complaint")), **NOT_FOUND},
+                    role="supervisor"),
+    },
+    "/complaints/{complaint_id}/resolve": {
+        "parameters": [_path_param("complaint_id", _ID)],
+        "post": _op("Close the complaint (acknowledges it too)", {"200": _json(_ref("Complaint")), **NOT_FOUND},
+                    role="supervisor",
+                    body={"type": "object", "properties": {"resolution": {"type": "string"}}}),
+    },
+    "/voicemails": {
+        "get": _op("Voicemails: open (soonest due first), overdue, or handled", {"200": _voicemails_ok},
+                   params=_voicemails_params),
+    },
+    "/voicemails/{voicemail_id}/handled": {
+        "parameters": [_path_param("voicemail_id", _ID)],
+        "post": _op("Mark a voicemail answered (a voicemail_handled card event)",
+                    {"200": _json(_ref("Voicemail")), **NOT_FOUND},
+                    body={"type": "object", "properties": {"note": {"type": "string"}}}),
+    },
+    "/callbacks": {
+        "get": _op("Callbacks: open (in line order), overdue, or by status", {"200": _callbacks_ok},
+                   params=_callbacks_params),
+    },
+    "/overdue": {
+        "get": _op("How many voicemails, callbacks and complaints are overdue now",
+                   {"200": _json({"type": "object", "additionalProperties": {"type": "integer"}})},
+                   role="supervisor"),
+    },
+    "/reports/service-level": {
+        "get": _op(
+            "Service level in rings, abandonment, deadlines kept and survey scores (JSON or CSV)",
+            {"200": {"description": "OK", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "rows": {"type": "array", "items": _ref("ReportRow")}}}},
+                "text/csv": {"schema": {"type": "string"}}}}},
+            role="supervisor",
+            params=[{**_query("from", _DATE_OR_TIME, required=True)}, {**_query("to", _DATE_OR_TIME, required=True)},
+                    _query("queue", {"type": "string"}),
+                    _query("by", {"type": "string", "enum": ["queue", "agent", "hour"], "default": "queue"}),
+                    _query("format", {"type": "string", "enum": ["json", "csv"], "default": "json"})],
+        ),
+    },
+    "/audio/{lang}": {
+        "parameters": [_path_param("lang", {"type": "string", "enum": ["en", "ru", "pl", "et"]})],
+        "get": _op("The recordings this language needs and where each comes from (uploaded, shipped, missing)",
+                   {"200": _json({"type": "object"}), **NOT_FOUND}, role="admin"),
+    },
+    "/audio/{lang}/{file}": {
+        "parameters": [_path_param("lang", {"type": "string", "enum": ["en", "ru", "pl", "et"]}),
+                       _path_param("file", {"type": "string", "pattern": r"^[a-z_][A-Za-z0-9_.-]*\.wav$"})],
+        "put": {
+            **_op("Upload a prompt recording (PCM WAV, 8-48 kHz, mono/stereo, at most 5 MB and 300 s); "
+                  "served at /audio/{lang}/{file} before the shipped one",
+                  {"200": _json({"type": "object"}, "Replaced"), "201": _json({"type": "object"}, "Stored"),
+                   "413": _json(_ref("Error"), "Too large")}, role="admin"),
+            "requestBody": {"required": True, "content": {"audio/wav": {"schema": {"type": "string",
+                                                                                  "format": "binary"}}}},
+        },
+    },
+})
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Hotline API", "version": "1", "description": "Client cards, agents, the outbound guard, "

@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from recordings import jobs as card_jobs
 from routing_rules import engine
-from routing_rules.prompts import Prompt, callback_time_options, prompt, when_text
+from routing_rules.prompts import Prompt, prompt, when_text
 from routing_rules.schema import Rules
 from telephony import numbers
 from telephony.twiml import (
@@ -857,8 +857,7 @@ def callback_number():
     if len(presets) > 1:
         return twiml(Script().add(
             GatherStep(action=public_url("voice.callback_time", queue=queue, lang=lang),
-                       prompts=[say(rules, lang, "callback_time",
-                                    options=callback_time_options(rules, lang, queue))],
+                       prompts=[say(rules, lang, "callback_time", queue=queue)],
                        timeout=rules.menu.timeout_seconds),
             RedirectStep(public_url("voice.callback_time", queue=queue, lang=lang, default=1)),
         ))

@@ -44,6 +44,16 @@ def http_error(error: HTTPException):
     return jsonify(error=error.name.lower().replace(" ", "_"), reason=error.description), error.code
 
 
+MAX_ID = 2**31 - 1  # path ids are INTEGER columns: a larger one cannot exist (the driver would 500)
+
+
+@bp.url_value_preprocessor
+def ids_in_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    for name, value in (values or {}).items():
+        if isinstance(value, int) and value > MAX_ID:
+            raise BadRequest(name, f"no {name.removesuffix('_id')} {value}", 404)
+
+
 def rt() -> Runtime:
     return current_app.extensions["hotline"]
 

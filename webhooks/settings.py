@@ -35,6 +35,7 @@ class Settings:
     validate_signatures: bool = True
     job_queue: str = "hotline"
     log_level: str = "INFO"
+    api_rate_limit: str = "1200/60"  # per token per window (an IP without a token: a tenth); "0" = off
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,4 +91,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         validate_signatures=_flag(env.get("HOTLINE_VALIDATE_SIGNATURES"), True),
         job_queue=env.get("HOTLINE_JOB_QUEUE", defaults.job_queue),
         log_level=env.get("HOTLINE_LOG_LEVEL", defaults.log_level),
+        api_rate_limit=env.get("HOTLINE_API_RATE_LIMIT", defaults.api_rate_limit),
     )

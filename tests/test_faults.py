@@ -1,0 +1,308 @@
+"""Faults with real services: Redis stopped mid-call, the database down, a worker killed mid-job,
+status callbacks duplicated, reordered or for calls we never saw.
+
+The callers' side must always hear valid TwiML (an apology and a voicemail at worst) and no
+card event may be lost or applied twice once the fault is over.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_lib
+import sqlalchemy as sa
+from rq import Queue, Retry, Worker
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from recordings import db as card_db
+from recordings.models import CardEvent, Voicemail
+from tests.conftest import ACCOUNT_SID, API_TOKENS, AUTH_TOKEN, ROOT, Voice, always_open_rules
+from webhooks import runtime as runtime_module
+from webhooks.worker import make_worker, run_burst
+
+FAST_RETRY = Retry(max=3, interval=1)  # the product waits 10 s, 60 s, 300 s; a test cannot
+
+
+def call_params(sid: str, **extra: str) -> dict[str, str]:
+    return {"CallSid": sid, "AccountSid": ACCOUNT_SID, "From": "+37255512345", "To": "+3726140000",
+            "CallStatus": "ringing", "Direction": "inbound", **extra}
+
+
+def events(call_sid: str) -> list[tuple[str, str | None]]:
+    with card_db.session(readonly=True) as s:
+        rows = s.execute(sa.select(CardEvent.kind, CardEvent.key).where(CardEvent.call_sid == call_sid)
+                         .order_by(CardEvent.id)).all()
+    return [(kind, key) for kind, key in rows]
+
+
+def kinds(call_sid: str) -> list[str]:
+    return sorted(kind for kind, _ in events(call_sid))
+
+
+def verbs(response: Any) -> list[str]:
+    assert response.status_code == 200, response.data
+    assert response.mimetype == "text/xml"
+    return [child.tag for child in ET.fromstring(response.data)]
+
+
+# --- a Redis server of our own, to stop and start ---------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisProcess:
+    """`redis-server --save ''` with an append-only file, so a restart keeps queued jobs as a
+    production Redis with persistence would (RDB snapshots off: nothing to wait for)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = _free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conn = redis_lib.Redis.from_url(self.url)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                conn.ping()
+                break
+            except redis_lib.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        conn.close()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def build_app(tmp_path: Path, redis_url: str, prefix: str, database_url: str, rules_text: str) -> Any:
+    from webhooks import create_app
+    from webhooks.settings import Settings, parse_api_tokens
+
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(always_open_rules(rules_text), encoding="utf-8")
+    return create_app(settings=Settings(
+        data_dir=tmp_path / "var", redis_url=redis_url, redis_prefix=prefix, database_url=database_url,
+        twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, rules_path=rules_path,
+        api_tokens=parse_api_tokens(API_TOKENS), job_queue=f"{prefix}jobs", log_level="WARNING"))
+
+
+def test_redis_stopped_mid_call_callers_hear_twiml_and_no_event_is_lost(
+        own_redis: RedisProcess, tmp_path: Path, db: str, example_rules_text: str) -> None:
+    app = build_app(tmp_path, own_redis.url, "fault:", db, example_rules_text)
+    voice = Voice(app)
+    assert "Gather" in verbs(voice.post("/voice/incoming", call_params("CAred1")))  # queued in Redis
+    own_redis.stop()
+
+    # mid-call: the menu choice and the Dial action degrade to an apology and a voicemail
+    for path, extra in (("/voice/menu", {"Digits": "1"}),
+                        ("/voice/dial-result", {"DialCallStatus": "no-answer"})):
+        tags = verbs(voice.post(path, call_params("CAred1", CallStatus="in-progress", **extra)))
+        assert "Record" in tags and tags[0] in ("Say", "Play"), (path, tags)
+    # a new call while Redis is down: still answered, still a voicemail
+    tags = verbs(voice.post("/voice/incoming", call_params("CAred2")))
+    assert "Record" in tags
+    # the status callback is applied at once (no queue to wait in)
+    done = voice.post("/voice/status", call_params("CAred1", CallStatus="completed", SequenceNumber="3"))
+    assert done.status_code < 500
+    assert kinds("CAred1") == ["call_completed"]
+
+    own_redis.start()  # the queued job survived (append-only file) and lands now
+    voice.run_jobs()
+    assert kinds("CAred1") == ["call_arrived", "call_completed"]
+    assert len({key for _, key in events("CAred1")}) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="voice.py: /voice/incoming saves the call in Redis before it "
+                   "records call_arrived, and /voice/recording loads the call from Redis before it "
+                   "enqueues; with Redis down both raise and the event is dropped (see the report)")
+def test_redis_down_new_call_and_its_voicemail_still_reach_the_card(
+        own_redis: RedisProcess, tmp_path: Path, db: str, example_rules_text: str) -> None:
+    app = build_app(tmp_path, own_redis.url, "fault:", db, example_rules_text)
+    voice = Voice(app)
+    own_redis.stop()
+    assert "Record" in verbs(voice.post("/voice/incoming", call_params("CAred3")))
+    recording = {"AccountSid": ACCOUNT_SID, "CallSid": "CAred3", "RecordingSid": "REred3",
+                 "RecordingUrl": "https://api.twilio.com/rec/REred3", "RecordingStatus": "completed",
+                 "RecordingDuration": "7", "RecordingChannels": "1", "RecordingSource": "RecordVerb"}
+    assert voice.post("/voice/recording?kind=voicemail", recording).status_code < 300
+    with card_db.session(readonly=True) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Voicemail)
+                        .where(Voicemail.recording_sid == "REred3")) == 1
+    assert "call_arrived" in kinds("CAred3")
+
+
+# --- the database down: events wait in the queue -----------------------------------------------
+
+
+def test_database_down_events_wait_in_the_queue_and_land_later(
+        make_app, db: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(runtime_module, "JOB_RETRY", FAST_RETRY)
+    app = make_app()
+    voice = Voice(app)
+    runtime = app.extensions["hotline"]
+    card_db.configure("postgresql+psycopg://nobody@127.0.0.1:1/down?connect_timeout=1")  # refused at once
+    try:
+        # webhooks do not need the database: the caller is served, the events are queued
+        assert "Gather" in verbs(voice.post("/voice/incoming", call_params("CAdb1")))
+        assert voice.post("/voice/status", call_params("CAdb1", CallStatus="completed",
+                                                       SequenceNumber="3")).status_code == 204
+        run_burst(app)  # the worker tries, fails, and RQ schedules the retries
+        scheduled = ScheduledJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection)
+        queued_while_down = scheduled.count
+        assert queued_while_down >= 2  # call_arrived and the status callback, at least
+    finally:
+        card_db.configure(db)
+    assert kinds("CAdb1") == []
+    time.sleep(FAST_RETRY.intervals[0] + 0.2)
+    worker = make_worker(app)
+    worker.work(burst=True, with_scheduler=True, logging_level="WARNING")  # moves due retries back
+    worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+    landed = events("CAdb1")
+    assert {"call_arrived", "call_completed"} <= {kind for kind, _ in landed}
+    assert len(landed) == queued_while_down == len({key for _, key in landed})  # every one, once
+    assert scheduled.count == 0
+    assert FailedJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection).count == 0
+
+
+# --- a worker killed mid-job ---------------------------------------------------------------------
+
+
+class DatabaseLock:
+    """Holds the card store's write lock from another connection, so a job blocks mid-way."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self.conn: Any = None
+
+    def __enter__(self) -> DatabaseLock:  # noqa: PYI034
+        self.conn = self.engine.connect()
+        if self.engine.dialect.name == "sqlite":
+            self.conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            self.conn.begin()
+            self.conn.execute(sa.text("LOCK TABLE clients IN ACCESS EXCLUSIVE MODE"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.engine.dialect.name == "sqlite":
+            self.conn.exec_driver_sql("ROLLBACK")
+        else:
+            self.conn.rollback()
+        self.conn.close()
+        self.engine.dispose()
+
+
+WORKER_SCRIPT = """
+import sys
+from webhooks import create_app
+from webhooks.settings import from_env
+from webhooks.worker import make_worker
+make_worker(create_app(settings=from_env())).work(with_scheduler=False)
+"""
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_job_the_job_is_retried_and_applied_once(
+        make_app, db: str, redis_url: str, redis_prefix: str, tmp_path: Path,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime_module, "JOB_RETRY", Retry(max=2))  # requeued at once when found abandoned
+    app = make_app()
+    runtime = app.extensions["hotline"]
+    voice = Voice(app)
+    env = {**os.environ, "REDIS_URL": redis_url, "HOTLINE_REDIS_PREFIX": redis_prefix, "DATABASE_URL": db,
+           "HOTLINE_JOB_QUEUE": runtime.jobs.name, "HOTLINE_RULES": str(runtime.settings.rules_path),
+           "HOTLINE_DATA_DIR": str(tmp_path / "var"), "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+           "HOTLINE_LOG_LEVEL": "WARNING"}
+    started = StartedJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection)
+    worker = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not Worker.all(queue=runtime.jobs) and time.monotonic() < deadline:
+            time.sleep(0.05)  # up and listening (its start-up migrates SQLite: not under our lock)
+        assert Worker.all(queue=runtime.jobs), "the worker did not start"
+        with DatabaseLock(db):
+            assert voice.post("/voice/status", call_params("CAkill", CallStatus="completed",
+                                                           SequenceNumber="3")).status_code == 204
+            while not started.get_job_ids(cleanup=False) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert started.get_job_ids(cleanup=False), "the worker never started the job"
+            time.sleep(0.2)  # inside the job, blocked on the lock
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(5)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(5)
+    assert kinds("CAkill") == []
+    # What a surviving worker's maintenance does once the dead one's heartbeat has expired
+    # (60 s + the job's monitoring interval in rq 3.0): the abandoned job is retried.
+    started.cleanup(timestamp=time.time() + 3600)
+    assert Queue(runtime.jobs.name, connection=runtime.jobs.connection).count == 1
+    run_burst(app)
+    assert events("CAkill") == [("call_completed", "status:CAkill:3")]
+    run_burst(app)  # nothing left to apply twice
+    assert len(events("CAkill")) == 1
+
+
+# --- Twilio's status callbacks: duplicated, out of order, for calls we never saw ------------------
+
+
+def test_status_callbacks_duplicated_reordered_or_unknown_change_nothing_twice(voice: Voice) -> None:
+    voice.twiml("/voice/incoming", call_params("CAdup"))
+    sequence = [("2", "in-progress"), ("0", "initiated"), ("3", "completed"), ("1", "ringing"),
+                ("3", "completed"), ("0", "initiated"), ("2", "in-progress")]
+    for seq, status in sequence:
+        response = voice.post("/voice/status", call_params("CAdup", CallStatus=status, SequenceNumber=seq,
+                                                           CallDuration="42"))
+        assert response.status_code == 204
+    for seq, status in (("3", "completed"), ("3", "completed"), ("1", "ringing")):
+        response = voice.post("/voice/status", call_params("CAnever", CallStatus=status, SequenceNumber=seq,
+                                                           From="+37255599999"))
+        assert response.status_code == 204  # a call we never saw: applied once, no error
+    voice.run_jobs()
+    voice.run_jobs()
+    keys = [key for _, key in events("CAdup")]
+    assert len(keys) == len(set(keys))
+    assert {"arrived:CAdup", "status:CAdup:0", "status:CAdup:1", "status:CAdup:2", "status:CAdup:3"} <= set(keys)
+    assert kinds("CAdup").count("call_completed") == 1
+    assert kinds("CAnever").count("call_completed") == 1 and kinds("CAnever").count("call_status") == 1
+    runtime = voice.app.extensions["hotline"]
+    assert FailedJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection).count == 0

@@ -1,0 +1,183 @@
+"""Attack surface: Twilio signatures on every `/voice/*` route, API roles, secrets in logs, rate limits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from flask import Flask
+from twilio.request_validator import RequestValidator
+
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, Voice
+
+CALL = {"CallSid": "CAsec0001", "AccountSid": ACCOUNT_SID, "From": "+3725551234", "To": "+3726140000",
+        "CallStatus": "in-progress", "Direction": "inbound", "Digits": "1"}
+
+
+def voice_routes(app: Flask) -> list[str]:
+    rules = [r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("voice.")]
+    assert len(rules) >= 15  # the blueprint really was enumerated
+    return sorted(rules)
+
+
+def sign(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
+    return RequestValidator(token).compute_signature(url, params)
+
+
+def other_path(path: str) -> str:
+    return "/voice/fallback" if path != "/voice/fallback" else "/voice/incoming"
+
+
+def forgery(name: str, path: str) -> tuple[str, str, dict[str, str], str | None]:
+    """(method, where it is sent, params, signature) of one forged request to `path`."""
+    url = "http://localhost" + path
+    return {
+        "wrong token": ("post", path, CALL, sign(url, CALL, "not-the-auth-token")),
+        "altered parameter": ("post", path, {**CALL, "Digits": "2"}, sign(url, CALL)),
+        "added parameter": ("post", path, {**CALL, "Extra": "x"}, sign(url, CALL)),
+        "other URL (host)": ("post", path, CALL, sign("https://evil.example" + path, CALL)),
+        "other query string": ("post", path, CALL, sign(url + "?queue=billing", CALL)),
+        "replayed to another path": ("post", other_path(path), CALL, sign(url, CALL)),
+        "missing header": ("post", path, CALL, None),
+        "empty header": ("post", path, CALL, ""),
+        "GET instead of POST": ("get", path, {}, sign(url + "?CallSid=CAsec0001", {})),
+    }[name]
+
+
+FORGERIES = ["wrong token", "altered parameter", "added parameter", "other URL (host)", "other query string",
+             "replayed to another path", "missing header", "empty header", "GET instead of POST"]
+
+
+@pytest.fixture
+def app(make_app) -> Flask:  # type: ignore[no-untyped-def]
+    return make_app()
+
+
+def test_every_voice_route_accepts_a_valid_signature(app: Flask) -> None:
+    """The control row: without it the refusals below could pass for a broken route."""
+    voice = Voice(app)
+    for path in voice_routes(app):
+        response = voice.post(path, CALL)
+        assert response.status_code in (200, 204), (path, response.status_code)
+
+
+@pytest.mark.parametrize("name", FORGERIES)
+def test_every_voice_route_refuses_a_forged_request(app: Flask, name: str) -> None:
+    client = app.test_client()
+    for path in voice_routes(app):
+        method, target, params, signature = forgery(name, path)
+        headers = {} if signature is None else {"X-Twilio-Signature": signature}
+        if method == "get":
+            response = client.get(target + "?CallSid=CAsec0001", headers=headers)
+        else:
+            response = client.post(target, data=params, headers=headers)
+        refused = 405 if method == "get" else 403  # the voice routes answer POST only
+        assert response.status_code == refused, (name, path, response.status_code)
+        assert b"<Response" not in response.data, (name, path)
+
+
+# --- API roles ---------------------------------------------------------------------------------
+
+TOKENS = {"none": None, "agent": "anna-token", "supervisor": "super-token", "admin": "admin-token"}
+READ = {"none": 401, "agent": 200, "supervisor": 200, "admin": 200}
+SUPERVISOR = {"none": 401, "agent": 403, "supervisor": 200, "admin": 200}
+ADMIN_ONLY = {"none": 401, "agent": 403, "supervisor": 403, "admin": 200}
+
+# (method, path, body, expected status by role)
+ROLE_TABLE: list[tuple[str, str, Any, dict[str, int]]] = [
+    ("GET", "/api/agents", None, READ),
+    ("GET", "/api/agents/anna/status", None, READ),
+    ("PUT", "/api/agents/mart/status", {"status": "away"},
+     {"none": 401, "agent": 403, "supervisor": 200, "admin": 200}),  # anna may set only her own
+    ("PUT", "/api/agents/anna/status", {"status": "away"}, READ),
+    ("GET", "/api/clients?phone=%2B37255512345", None, READ),
+    ("POST", "/api/outbound/check", {"phone": "+37255512345"}, READ),
+    ("POST", "/api/outbound/screen", {"phones": ["+37255512345"]}, SUPERVISOR),
+    ("GET", "/api/opt-outs", None, SUPERVISOR),
+    ("GET", "/api/rules", None, SUPERVISOR),
+    ("POST", "/api/rules/check", "version: 1\n", {"none": 401, "agent": 403, "supervisor": 403, "admin": 422}),
+    ("DELETE", "/api/opt-outs/999999", None, {"none": 401, "agent": 403, "supervisor": 403, "admin": 404}),
+    ("GET", "/metrics", None, READ),
+    ("GET", "/api/openapi.json", None, {"none": 200, "agent": 200, "supervisor": 200, "admin": 200}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "expected"), ROLE_TABLE,
+                         ids=[f"{m} {p}" for m, p, _, _ in ROLE_TABLE])
+def test_api_tokens_are_scoped_by_role(app: Flask, method: str, path: str, body: Any,
+                                       expected: dict[str, int]) -> None:
+    client = app.test_client()
+    for role, token in TOKENS.items():
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        kwargs: dict[str, Any] = {"headers": headers}
+        if isinstance(body, str):
+            kwargs["data"] = body
+        elif body is not None:
+            kwargs["json"] = body
+        response = client.open(path, method=method, **kwargs)
+        assert response.status_code == expected[role], (role, response.status_code, response.data[:200])
+
+
+def test_every_api_route_wants_a_token(app: Flask) -> None:
+    client = app.test_client()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/") or rule.endpoint == "api.openapi":
+            continue
+        path = rule.rule.replace("<int:", "<").replace("<", "").replace(">", "")
+        path = "/".join("1" if part in rule.arguments else part for part in path.split("/"))
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(path, method=method, headers={"Authorization": "Bearer forged"})
+            assert response.status_code == 401, (method, rule.rule, response.status_code)
+
+
+# --- secrets never reach the logs ----------------------------------------------------------------
+
+
+def test_secrets_never_logged(make_app, caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+                              capfd: pytest.CaptureFixture[str]) -> None:
+    app = make_app(log_level="DEBUG")
+    caplog.set_level(logging.DEBUG)
+    voice = Voice(app)
+    client = app.test_client()
+    secrets = [AUTH_TOKEN, "admin-token", "anna-token", "super-token", "forged-secret-token"]
+    voice.post("/voice/incoming", CALL)
+    voice.post("/voice/menu", CALL, signature="forged")  # rejected: logged as a warning
+    voice.post("/voice/whisper?call=CAnope&agent=nobody", CALL)  # a fault: logged with a traceback
+    client.get("/api/agents", headers={"Authorization": "Bearer admin-token"})
+    client.get("/api/agents", headers={"Authorization": "Bearer forged-secret-token"})
+    client.get("/metrics", headers={"Authorization": "Bearer anna-token"})
+    client.post("/api/rules/check", data="{broken", headers={"Authorization": "Bearer admin-token"})
+    voice.run_jobs()
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err
+    assert logged, "nothing was logged: the test would pass vacuously"
+    for secret in secrets:
+        assert secret not in logged
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+
+def test_api_rate_limit_answers_429_with_reason_and_retry_after(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(api_rate_limit="5/60")
+    client = app.test_client()
+    admin = {"Authorization": "Bearer admin-token"}
+    codes = [client.get("/api/agents", headers=admin).status_code for _ in range(5)]
+    assert codes == [200] * 5
+    limited = client.get("/api/agents", headers=admin)
+    assert limited.status_code == 429
+    assert limited.json["error"] == "rate_limited" and "5 requests" in limited.json["reason"]
+    assert 1 <= int(limited.headers["Retry-After"]) <= 61
+    # another token has its own window; the voice webhooks are never limited
+    assert client.get("/api/agents", headers={"Authorization": "Bearer anna-token"}).status_code == 200
+    assert Voice(app).post("/voice/incoming", CALL).status_code == 200
+
+
+def test_unauthenticated_callers_get_a_smaller_window_per_ip(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(api_rate_limit="100/60")
+    client = app.test_client()
+    codes = [client.get("/api/agents", headers={"Authorization": f"Bearer guess{i}"}).status_code
+             for i in range(11)]
+    assert codes == [401] * 10 + [429]  # token guessing stops after a tenth of the budget
+    assert client.get("/api/agents", headers={"Authorization": "Bearer admin-token"}).status_code == 200

@@ -149,9 +149,6 @@ def test_redis_stopped_mid_call_callers_hear_twiml_and_no_event_is_lost(
     assert len({key for _, key in events("CAred1")}) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="voice.py: /voice/incoming saves the call in Redis before it "
-                   "records call_arrived, and /voice/recording loads the call from Redis before it "
-                   "enqueues; with Redis down both raise and the event is dropped (see the report)")
 def test_redis_down_new_call_and_its_voicemail_still_reach_the_card(
         own_redis: RedisProcess, tmp_path: Path, db: str, example_rules_text: str) -> None:
     app = build_app(tmp_path, own_redis.url, "fault:", db, example_rules_text)

@@ -108,6 +108,14 @@ class Runtime:
 
         return public_url(endpoint, **values)
 
+    def record_card_event(self, e164: str, kind: str, data: dict[str, Any], at_iso: str,
+                          call_sid: str | None = None, agent_id: str | None = None,
+                          queue: str | None = None, key: str | None = None) -> None:
+        """A card event produced by a webhook: handed to the worker, never lost when Redis is down."""
+        from recordings import jobs as card_jobs
+
+        self.enqueue(card_jobs.record_event, e164, kind, data, at_iso, call_sid, agent_id, queue, key)
+
     def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None, **kwargs: Any) -> None:
         """Hand work to a worker; with Redis down, apply it now so no card event is lost."""
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import redis as redis_lib
 import structlog
 from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
@@ -89,8 +90,7 @@ def say(rules: Rules, lang: str, key: str, **values: Any) -> Prompt:
 def record_event(call: dict[str, str], kind: str, data: dict[str, Any] | None = None, *,
                  key: str | None = None, agent_id: str | None = None, at: datetime | None = None) -> None:
     """Hand a card event to the worker (applied inline when Redis is down)."""
-    rt().enqueue(
-        card_jobs.record_event,
+    rt().record_card_event(
         call.get("e164") or call.get("from") or "anonymous",
         kind,
         data or {},
@@ -160,7 +160,12 @@ def voice_fault(error: Exception):
 
 
 def load_call(call_sid: str) -> dict[str, str]:
-    call = rt().state.get_call(call_sid) or {}
+    """The call's live state; only its sid when Redis cannot be read (callers then degrade)."""
+    try:
+        call = rt().state.get_call(call_sid) or {}
+    except redis_lib.RedisError:
+        std_log.warning("live state unreadable; continuing with what Twilio sent")
+        call = {}
     call.setdefault("sid", call_sid)
     return call
 
@@ -229,9 +234,10 @@ def incoming():
         "lang": lang, "client_name": (card.name if card and card.name else "") ,
         "started_at": str(time.time()), "attempt": "0",
     }
-    runtime.state.save_call(call_sid, call, time.time())
+    # the arrival goes on the card first: if Redis is down, the apology path still leaves a trace
     record_event(call, "call_arrived", {"from": raw_from, "to": form.get("To", ""), "language": lang},
                  key=f"arrived:{call_sid}")
+    runtime.state.save_call(call_sid, call, time.time())
     return twiml(menu_script(rules, lang, call, greet=True))
 
 
@@ -339,7 +345,12 @@ def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *,
         ))
         script.steps.extend(voicemail_script(rules, lang, call["sid"], queue).steps)
         return twiml(script)
-    position, wait_seconds, free = line_status(rules, queue, call["sid"], time.time())
+    agents = runtime.state.snapshot(rules.queues[queue].agents, time.time())
+    if rules.queues[queue].high_volume is None:  # no offer to make: go straight to the agents
+        script.add(say(rules, lang, "connecting"))
+        script.steps.extend(dial_next(rules, call, queue, lang, agents=agents).steps)
+        return twiml(script)
+    position, wait_seconds, free = line_status(rules, queue, call["sid"], time.time(), agents)
     waiting = runtime.state.line_length(queue)
     if engine.high_volume_triggered(rules, queue, waiting_calls=waiting, estimated_wait_seconds=wait_seconds,
                                     available_agents=free):
@@ -349,7 +360,7 @@ def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *,
         script.steps.extend(offer_script(rules, lang, queue, position, wait_seconds).steps)
         return twiml(script)
     script.add(say(rules, lang, "connecting"))
-    script.steps.extend(dial_next(rules, call, queue, lang).steps)
+    script.steps.extend(dial_next(rules, call, queue, lang, agents=agents).steps)
     return twiml(script)
 
 
@@ -359,7 +370,8 @@ def caller_context(call: dict[str, str], lang: str) -> engine.CallerContext:
     return engine.CallerContext(e164=e164, language=lang, last_agent=last_agent)
 
 
-def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from_line: bool = False) -> Script:
+def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from_line: bool = False,
+              agents: list[engine.AgentSnapshot] | None = None) -> Script:
     """Claim the next agent(s) for this call and dial them, or go to voicemail."""
     runtime = rt()
     state = runtime.state
@@ -367,7 +379,8 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from
     queue_rules = rules.queues[queue]
     attempt = state.incr_attempt(call["sid"])
     tried = state.tried(call["sid"])
-    agents = state.snapshot(queue_rules.agents, now)
+    if agents is None:
+        agents = state.snapshot(queue_rules.agents, now)
     plan = engine.decide_dial(rules, queue, agents, caller_context(call, lang), attempt, tried)
     if isinstance(plan, engine.GoToVoicemail):
         record_event(call, "routed_to_voicemail", {"queue": queue, "reason": plan.reason, "attempt": attempt})
@@ -534,6 +547,8 @@ def after_call_hook(rules: Rules, call: dict[str, str], queue: str, wrap_up_seco
     from telephony import dispatch
 
     try:
+        if rt().state.line_length(queue) == 0:
+            return  # nobody waits; callbacks not yet due are picked up by the periodic tick
         if wrap_up_seconds > 0:
             rt().jobs.enqueue_in(timedelta(seconds=wrap_up_seconds), dispatch.agent_freed, queue)
         else:
@@ -572,7 +587,8 @@ def recording():
     rules = runtime.rules.current()
     respond = rules.queues[queue].voicemail.respond_within_minutes if queue in rules.queues else \
         rules.default_voicemail_minutes()
-    caller = call.get("e164") or call.get("from") or form.get("From") or None
+    caller = call.get("e164") or call.get("from") or numbers.normalize(form.get("From"), rules.hotline.country) \
+        or form.get("From") or None
     runtime.enqueue(
         card_jobs.apply_recording, form, kind, queue, respond,
         request.args.get("lang") or call.get("lang"), caller, now_utc().isoformat(),
@@ -696,10 +712,12 @@ def outbound_result():
 # --- high volume: the offer, the waiting line, callbacks ----------------------------------------
 
 
-def line_status(rules: Rules, queue: str, call_sid: str, now: float) -> tuple[int, int, int]:
+def line_status(rules: Rules, queue: str, call_sid: str, now: float,
+                agents: list[engine.AgentSnapshot] | None = None) -> tuple[int, int, int]:
     """(position if this caller joined now or already waits, estimated wait s, free agents)."""
     state = rt().state
-    agents = state.snapshot(rules.queues[queue].agents, now)
+    if agents is None:
+        agents = state.snapshot(rules.queues[queue].agents, now)
     free = sum(1 for a in agents if a.status == "available")
     on_duty = sum(1 for a in agents if a.status not in ("away", "offline"))
     position = state.position(queue, f"call:{call_sid}") or state.line_length(queue) + 1

@@ -24,16 +24,21 @@ from servers import Stack
 
 
 def wait_for_jobs(stack: Stack, timeout: float = 120.0) -> float:
-    """Seconds until the job queue is empty and nothing runs (the card caught up)."""
+    """Seconds until the job queue and the card events' lists are empty and nothing runs
+    (the card caught up)."""
     from rq import Queue
     from rq.registry import StartedJobRegistry
+
+    from telephony.state import Keys
 
     conn = stack.redis()
     queue = Queue(stack.job_queue, connection=conn)
     started = StartedJobRegistry(queue.name, connection=conn)
+    keys = Keys(stack.prefix)
     begin = time.perf_counter()
     while time.perf_counter() - begin < timeout:
-        if queue.count == 0 and started.count == 0:
+        backlog = conn.llen(keys.card_events("pending")) + conn.llen(keys.card_events("processing"))
+        if queue.count == 0 and started.count == 0 and backlog == 0:
             break
         time.sleep(0.05)
     conn.close()

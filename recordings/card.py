@@ -154,6 +154,52 @@ def append_event(
     return stored if created else None
 
 
+def append_events(s: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Append many events in one statement (the batched writer); returns how many were new.
+
+    Each row has `client_id`, `kind`, `at` (aware) and optionally `data`, `call_sid`,
+    `agent_id`, `queue`, `key`. Rows go in by `at` (stable), so ids follow time within a client.
+    A key already stored, or repeated in the batch, adds nothing: `ON CONFLICT (key) DO NOTHING`
+    on PostgreSQL, `INSERT OR IGNORE` on SQLite; rows without a key never conflict.
+    """
+    seen: set[str] = set()
+    values: list[dict[str, Any]] = []
+    for row in sorted(rows, key=lambda r: r["at"]):
+        kind = row["kind"]
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown card event kind {kind!r}: add it to EVENT_KINDS, docs/card.md")
+        key = row.get("key")
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        values.append({
+            "client_id": row["client_id"],
+            "kind": kind,
+            "data": dict(row.get("data") or {}),
+            "at": row["at"],
+            "call_sid": row.get("call_sid"),
+            "agent_id": row.get("agent_id"),
+            "queue": row.get("queue"),
+            "key": key,
+        })
+    if not values:
+        return 0
+    dialect = s.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(CardEvent).on_conflict_do_nothing(index_elements=["key"]).returning(CardEvent.id)
+        return len(s.execute(stmt, values).all())  # rows skipped by the conflict return nothing
+    # another backend: one at a time, each idempotent by its savepoint
+    return sum(
+        append_event(s, v["client_id"], v["kind"], v["data"], v["at"], v["call_sid"],
+                     v["agent_id"], v["queue"], v["key"]) is not None
+        for v in values
+    )
+
+
 def event_dict(event: CardEvent) -> dict[str, Any]:
     """A JSON-able view of an event for the API and pages."""
     return {
@@ -223,6 +269,35 @@ def find_or_create_client(
         return client, False
     new = Client(name=name, language=language, numbers=[PhoneNumber(e164=e164)])
     return _insert_or_find(s, new, lambda: find_client_by_phone(s, e164))
+
+
+def client_ids_by_phone(
+    s: Session, create: Iterable[str] = (), find: Iterable[str] = ()
+) -> dict[str, int]:
+    """Client ids for many numbers at once: one SELECT, then the `create` numbers that have no
+    card yet get one (one flush). `find` numbers are only looked up. Missing `find` numbers are
+    absent from the result. Safe against a concurrent creator (falls back to one at a time)."""
+    create, find = set(create), set(find)
+    wanted = create | find
+    if not wanted:
+        return {}
+    found: dict[str, int] = dict(
+        s.execute(  # type: ignore[arg-type]
+            sa.select(PhoneNumber.e164, PhoneNumber.client_id).where(PhoneNumber.e164.in_(wanted))
+        ).all()
+    )
+    missing = sorted(create - found.keys())
+    if missing:
+        new = {e164: Client(numbers=[PhoneNumber(e164=e164)]) for e164 in missing}
+        try:
+            with s.begin_nested():
+                s.add_all(new.values())
+                s.flush()
+            found.update({e164: client.id for e164, client in new.items()})
+        except IntegrityError:  # another writer created one of them meanwhile
+            for e164 in missing:
+                found[e164] = find_or_create_client(s, e164)[0].id
+    return found
 
 
 def create_client(

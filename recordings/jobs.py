@@ -7,6 +7,7 @@ Twilio may send a callback twice. Faults raise: RQ's Retry handles the transient
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -84,13 +85,11 @@ def record_event(
         return event.id if event else None
 
 
-def apply_call_status(params: dict[str, Any], client_e164: str | None = None) -> int | None:
-    """Apply a Twilio call status callback once, keyed by CallSid + SequenceNumber.
-
-    The client is `From` on inbound calls. On outbound legs `To` may be an agent (agent-first
-    callbacks ring the agent with an API call), so an outbound number is only matched to an
-    existing card, never creates one; pass `client_e164` when the caller knows the client.
-    """
+def _call_status_event(
+    params: dict[str, Any], client_e164: str | None = None
+) -> tuple[str, bool, dict[str, Any]] | None:
+    """(number, may create its card, event row without client_id) for a status callback, or
+    None when the call has no client number. Keyed by CallSid + SequenceNumber."""
     call_sid = params.get("CallSid") or ""
     status = params.get("CallStatus") or ""
     if not call_sid or not status:
@@ -98,12 +97,11 @@ def apply_call_status(params: dict[str, Any], client_e164: str | None = None) ->
     direction = params.get("Direction") or "inbound"
     inbound = direction == "inbound"
     number = client_e164 or (params.get("From") if inbound else params.get("To"))
-    log_ = log.bind(call_sid=call_sid, call_status=status)
     if not is_client_number(number):
-        log_.info("call_status_skipped", reason="no client number", number=number)
+        log.info("call_status_skipped", reason="no client number", number=number,
+                 call_sid=call_sid, call_status=status)
         return None
     seq = params.get("SequenceNumber") or status
-    key = f"status:{call_sid}:{seq}"
     terminal = status in TERMINAL_CALL_STATUSES
     data: dict[str, Any] = {
         "status": status,
@@ -115,27 +113,125 @@ def apply_call_status(params: dict[str, Any], client_e164: str | None = None) ->
         data["duration"] = _int(params.get("CallDuration"))
         if params.get("SipResponseCode"):
             data["sip_response_code"] = params.get("SipResponseCode")
+    row = {
+        "kind": "call_completed" if terminal else "call_status",
+        "data": data,
+        "at": _twilio_timestamp(params.get("Timestamp")),
+        "call_sid": call_sid,
+        "key": f"status:{call_sid}:{seq}",
+    }
+    return str(number), bool(inbound or client_e164), row
+
+
+def apply_call_status(params: dict[str, Any], client_e164: str | None = None) -> int | None:
+    """Apply a Twilio call status callback once, keyed by CallSid + SequenceNumber.
+
+    The client is `From` on inbound calls. On outbound legs `To` may be an agent (agent-first
+    callbacks ring the agent with an API call), so an outbound number is only matched to an
+    existing card, never creates one; pass `client_e164` when the caller knows the client.
+    """
+    spec = _call_status_event(params, client_e164)
+    if spec is None:
+        return None
+    number, may_create, row = spec
     with db.session() as s:
-        if inbound or client_e164:
-            client, _ = card.find_or_create_client(s, str(number))
+        if may_create:
+            client, _ = card.find_or_create_client(s, number)
         else:
-            found = card.find_client_by_phone(s, str(number))
+            found = card.find_client_by_phone(s, number)
             if found is None:
-                log_.info(
-                    "call_status_skipped", reason="outbound number has no card", number=number
-                )
+                log.info("call_status_skipped", reason="outbound number has no card", number=number,
+                         call_sid=row["call_sid"])
                 return None
             client = found
         event = card.append_event(
-            s,
-            client.id,
-            "call_completed" if terminal else "call_status",
-            data,
-            _twilio_timestamp(params.get("Timestamp")),
-            call_sid,
-            key=key,
+            s, client.id, row["kind"], row["data"], row["at"], row["call_sid"], key=row["key"]
         )
         return event.id if event else None
+
+
+# --- the batched writer: webhook card events drained from a Redis list ------------------------
+
+
+def event_payload(
+    e164: str,
+    kind: str,
+    data: dict[str, Any],
+    at_iso: str,
+    call_sid: str | None = None,
+    agent_id: str | None = None,
+    queue: str | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    """The compact, JSON-able form of `record_event`'s arguments, applied by `apply_event_batch`.
+
+    An event without a key gets one from (call_sid, kind, at, agent), so a replayed batch (a
+    drainer that died mid-way) adds nothing twice.
+    """
+    if key is None:
+        digest = hashlib.sha1(f"{call_sid}|{kind}|{at_iso}|{agent_id}".encode()).hexdigest()
+        key = f"auto:{digest}"
+    payload: dict[str, Any] = {"e": e164, "k": kind, "t": at_iso, "y": key}
+    if data:
+        payload["d"] = data
+    if call_sid:
+        payload["c"] = call_sid
+    if agent_id:
+        payload["a"] = agent_id
+    if queue:
+        payload["q"] = queue
+    return payload
+
+
+def call_status_payload(params: dict[str, Any], client_e164: str | None = None) -> dict[str, Any]:
+    """`apply_call_status`'s arguments as a batch payload."""
+    payload: dict[str, Any] = {"s": params}
+    if client_e164:
+        payload["n"] = client_e164
+    return payload
+
+
+def apply_event_batch(payloads: list[dict[str, Any]]) -> int:
+    """Apply many payloads (`event_payload`, `call_status_payload`) in ONE transaction.
+
+    Clients are resolved once per number in the batch (created on first contact; outbound status
+    numbers are only matched), events are inserted idempotently by key through
+    `card.append_events`. Returns how many events were new. Raises on a fault: the caller
+    retries the batch, or its payloads one by one as RQ jobs.
+    """
+    specs: list[tuple[str, bool, dict[str, Any]]] = []
+    for p in payloads:
+        if "s" in p:
+            spec = _call_status_event(p["s"], p.get("n"))
+            if spec is not None:
+                specs.append(spec)
+            continue
+        e164, kind = p["e"], p["k"]
+        if not is_client_number(e164):
+            log.info("card_event_skipped", reason="no client number", number=e164, kind=kind,
+                     call_sid=p.get("c"))
+            continue
+        specs.append((e164, True, {
+            "kind": kind, "data": p.get("d") or {}, "at": _parse_iso(p.get("t")),
+            "call_sid": p.get("c"), "agent_id": p.get("a"), "queue": p.get("q"), "key": p.get("y"),
+        }))
+    if not specs:
+        return 0
+    with db.session() as s:
+        ids = card.client_ids_by_phone(
+            s,
+            create={number for number, may_create, _ in specs if may_create},
+            find={number for number, may_create, _ in specs if not may_create},
+        )
+        rows = []
+        for number, _, row in specs:
+            client_id = ids.get(number)
+            if client_id is None:
+                log.info("call_status_skipped", reason="outbound number has no card", number=number,
+                         call_sid=row["call_sid"])
+                continue
+            rows.append({**row, "client_id": client_id})
+        return card.append_events(s, rows)
 
 
 def apply_recording(

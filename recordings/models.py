@@ -169,6 +169,8 @@ class CardEvent(Base):
         # Newest-first pages scan this B-tree backwards (both backends), which serves
         # ORDER BY at DESC, id DESC as well as a DESC index would, and Alembic can compare it.
         sa.Index("ix_card_events_timeline", "client_id", "at", "id"),
+        # today's tallies per kind (/metrics), reports over a range: migration 0004
+        sa.Index("ix_card_events_kind_at", "kind", "at"),
     )
 
 

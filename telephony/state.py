@@ -92,6 +92,10 @@ class Keys:
     def last_agent(self, e164: str) -> str:
         return f"{self.prefix}last_agent:{e164}"
 
+    def card_events(self, stage: str = "pending") -> str:
+        """Webhook card events for the batched writer: `pending`, then `processing` while applied."""
+        return f"{self.prefix}card_events:{stage}"
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

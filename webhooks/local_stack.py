@@ -131,14 +131,21 @@ class LocalStack:
                                 timeout=10, **kwargs)
 
     def wait_for_jobs(self, timeout: float = 10.0) -> bool:
-        """Until the job queue is empty and nothing is running (card events have landed)."""
+        """Until the job queue and the card events' lists are empty and nothing is running
+        (card events have landed)."""
         runtime = self.runtime
         queue: Queue = runtime.jobs
         started = StartedJobRegistry(queue.name, connection=queue.connection)
+        keys = runtime.state.keys
+        card_lists = (keys.card_events("pending"), keys.card_events("processing"))
         deadline = time.monotonic() + timeout
         quiet = 0
         while time.monotonic() < deadline:
-            if queue.count == 0 and started.count == 0:
+            pipe = queue.connection.pipeline(transaction=False)
+            for name in card_lists:
+                pipe.llen(name)
+            card_backlog = sum(pipe.execute())
+            if queue.count == 0 and started.count == 0 and card_backlog == 0:
                 quiet += 1
                 if quiet >= 3:  # jobs enqueue jobs: make sure the chain has settled
                     return True

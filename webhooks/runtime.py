@@ -7,6 +7,7 @@ server handle, which must live as long as the process that started it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -111,13 +112,32 @@ class Runtime:
     def record_card_event(self, e164: str, kind: str, data: dict[str, Any], at_iso: str,
                           call_sid: str | None = None, agent_id: str | None = None,
                           queue: str | None = None, key: str | None = None) -> None:
-        """A card event produced by a webhook: handed to the worker, never lost when Redis is down."""
+        """A card event produced by a webhook: one RPUSH onto the batched writer's list
+        (`webhooks/card_events.py` drains it); applied inline when Redis is down, never lost."""
         from recordings import jobs as card_jobs
 
-        self.enqueue(card_jobs.record_event, e164, kind, data, at_iso, call_sid, agent_id, queue, key)
+        self.push_card_payload(card_jobs.event_payload(e164, kind, data, at_iso, call_sid, agent_id, queue, key))
+
+    def push_card_payload(self, payload: dict[str, Any]) -> None:
+        from recordings import jobs as card_jobs
+
+        try:
+            self.redis.rpush(self.state.keys.card_events(), json.dumps(payload, separators=(",", ":"),
+                                                                       default=str))
+        except redis_lib.RedisError:
+            log.warning("redis unavailable; applying a card event inline")
+            card_jobs.apply_event_batch([payload])
 
     def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None, **kwargs: Any) -> None:
-        """Hand work to a worker; with Redis down, apply it now so no card event is lost."""
+        """Hand work to a worker; with Redis down, apply it now so no card event is lost.
+
+        Status callbacks (one card event each, the bulk of the traffic) go to the batched writer.
+        """
+        from recordings import jobs as card_jobs
+
+        if func is card_jobs.apply_call_status and not kwargs:
+            self.push_card_payload(card_jobs.call_status_payload(*args))
+            return
         try:
             self.jobs.enqueue(func, *args, job_id=job_id, retry=JOB_RETRY, **kwargs)
         except redis_lib.RedisError:

@@ -8,10 +8,11 @@ from typing import Any
 import redis
 from flask import Flask
 from rq import SimpleWorker, Worker
-from rq.timeouts import TimerDeathPenalty
 from rq.exceptions import StopRequested
+from rq.timeouts import TimerDeathPenalty
 
 from . import create_app
+from .card_events import CardEventDrainer
 
 
 class AppWorker(SimpleWorker):
@@ -26,6 +27,20 @@ class AppWorker(SimpleWorker):
     def perform_job(self, *args: Any, **kwargs: Any) -> bool:  # (job, queue[, execution]) by rq version
         with self.app.app_context():
             return super().perform_job(*args, **kwargs)
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """The RQ loop, with the card events' batched writer beside it (a thread; in burst mode
+        the card events waiting now are applied first)."""
+        burst = bool(args[0] if args else kwargs.get("burst", False))
+        drainer = card_event_drainer(self.app)
+        if burst:
+            drainer.drain()
+            return super().work(*args, **kwargs)
+        drainer.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            drainer.stop()
 
 
 class BackgroundWorker(AppWorker):
@@ -55,6 +70,10 @@ def worker_connection(app: Flask) -> redis.Redis:
     return redis.Redis.from_url(app.extensions["hotline"].redis_url)
 
 
+def card_event_drainer(app: Flask) -> CardEventDrainer:
+    return CardEventDrainer(app.extensions["hotline"], worker_connection(app))
+
+
 def make_worker(app: Flask | None = None, *, forking: bool = False) -> Worker:
     app = app or create_app()
     runtime = app.extensions["hotline"]
@@ -76,8 +95,12 @@ def start_background_worker(app: Flask) -> tuple[BackgroundWorker, threading.Thr
 
 
 def run_burst(app: Flask) -> None:
-    """Apply every job waiting now (tests and the demo), then return."""
+    """Apply every job and card event waiting now (tests and the demo), then return."""
     runtime = app.extensions["hotline"]
     worker = BackgroundWorker([runtime.jobs.name], connection=worker_connection(app))
     worker.app = app
-    worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+    drainer = card_event_drainer(app)
+    for _ in range(10):  # jobs may record card events, a failed batch becomes jobs: until both settle
+        worker.work(burst=True, with_scheduler=False, logging_level="WARNING")  # drains first
+        if drainer.drain() == 0:
+            break

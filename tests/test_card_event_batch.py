@@ -1,0 +1,107 @@
+"""The batched writer: payloads pushed by webhooks, applied in one transaction per batch,
+idempotent by key, replayed after a drainer died mid-batch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from recordings import card, jobs
+from recordings import db as card_db
+from recordings.models import CardEvent, Client
+from tests.conftest import ACCOUNT_SID, Voice
+from webhooks.card_events import CardEventDrainer
+from webhooks.worker import run_burst, worker_connection
+
+CALLER = "+3725123456"
+OTHER = "+3725123457"
+
+
+def rows(call_sid: str | None = None) -> list[tuple[Any, ...]]:
+    query = sa.select(CardEvent.kind, CardEvent.key, CardEvent.at).order_by(CardEvent.id)
+    if call_sid:
+        query = query.where(CardEvent.call_sid == call_sid)
+    with card_db.session(readonly=True) as s:
+        return [tuple(r) for r in s.execute(query).all()]  # type: ignore[misc]
+
+
+def status(sid: str, seq: int, status_: str = "ringing", **extra: str) -> dict[str, str]:
+    return {"CallSid": sid, "From": CALLER, "To": "+3726000000", "Direction": "inbound",
+            "CallStatus": status_, "SequenceNumber": str(seq), **extra}
+
+
+def test_a_batch_creates_each_card_once_keeps_time_order_and_skips_seen_keys(db: str) -> None:
+    batch: list[dict[str, Any]] = [
+        jobs.event_payload(CALLER, "menu_choice", {"digits": "1"}, "2026-11-24T10:00:02+00:00", "CA1"),
+        jobs.event_payload(CALLER, "call_arrived", {}, "2026-11-24T10:00:01+00:00", "CA1", key="arrived:CA1"),
+        jobs.event_payload(OTHER, "call_arrived", {}, "2026-11-24T10:00:03+00:00", "CA2", key="arrived:CA2"),
+        jobs.event_payload(CALLER, "call_arrived", {}, "2026-11-24T10:00:01+00:00", "CA1", key="arrived:CA1"),
+        jobs.event_payload("anonymous", "call_arrived", {}, "2026-11-24T10:00:01+00:00", "CA3"),
+        jobs.call_status_payload(status("CA1", 3, "completed", CallDuration="12")),
+        jobs.call_status_payload(status("CA9", 1, Direction="outbound-api", To="+3725999999")),  # no card
+    ]
+    assert jobs.apply_event_batch(batch) == 4
+    assert jobs.apply_event_batch(batch) == 0  # a replay adds nothing
+    with card_db.session(readonly=True) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Client)) == 2
+        client = card.find_client_by_phone(s, CALLER)
+        assert client is not None
+        events, _ = card.timeline(s, client.id)
+    assert [e.kind for e in reversed(events)] == ["call_arrived", "menu_choice", "call_completed"]
+    ids = [e.id for e in reversed(events) if e.kind != "call_completed"]
+    assert ids == sorted(ids)  # inserted in time order
+    assert all(e.key for e in events)  # an event without a key got a deterministic one
+
+
+def test_a_batch_refuses_an_unknown_kind(db: str) -> None:
+    with pytest.raises(ValueError, match="unknown card event kind"):
+        jobs.apply_event_batch([jobs.event_payload(CALLER, "no_such_kind", {}, "2026-11-24T10:00:00+00:00")])
+    assert rows() == []
+
+
+def call_params(sid: str, **extra: str) -> dict[str, str]:
+    return {"CallSid": sid, "AccountSid": ACCOUNT_SID, "From": CALLER, "To": "+3726140000",
+            "CallStatus": "ringing", "Direction": "inbound", **extra}
+
+
+def test_webhook_events_wait_in_the_list_and_a_dead_drainers_batch_is_replayed_once(voice: Voice) -> None:
+    app = voice.app
+    runtime = app.extensions["hotline"]
+    pending = runtime.state.keys.card_events("pending")
+    processing = runtime.state.keys.card_events("processing")
+    voice.twiml("/voice/incoming", call_params("CAb1"))
+    assert voice.post("/voice/status", call_params("CAb1", CallStatus="completed", SequenceNumber="3")
+                      ).status_code == 204
+    conn = worker_connection(app)
+    waiting = [json.loads(item) for item in conn.lrange(pending, 0, -1)]
+    assert rows("CAb1") == []
+    assert "arrived:CAb1" in {p.get("y") for p in waiting} and any("s" in p for p in waiting)
+
+    # a drainer moves the batch to `processing` and dies before acknowledging it
+    drainer = CardEventDrainer(runtime, conn)
+    moved = drainer._move(keys=[pending, processing], args=[200])
+    assert len(moved) == len(waiting) and conn.llen(pending) == 0 and conn.llen(processing) == len(waiting)
+    jobs.apply_event_batch([json.loads(m) for m in moved[:1]])  # it had applied part of it
+
+    run_burst(app)  # the next start re-applies what was left in `processing`
+    assert conn.llen(processing) == 0
+    landed = rows("CAb1")
+    assert {"call_arrived", "call_completed"} <= {kind for kind, _, _ in landed}
+    assert len(landed) == len(waiting) == len({key for _, key, _ in landed})  # every one, once
+    run_burst(app)
+    assert rows("CAb1") == landed
+
+
+def test_a_batch_that_cannot_be_applied_goes_to_rq_one_payload_per_job(voice: Voice, db: str) -> None:
+    from rq.registry import ScheduledJobRegistry
+
+    runtime = voice.app.extensions["hotline"]
+    runtime.record_card_event(CALLER, "call_arrived", {}, "2026-11-24T10:00:00+00:00", "CAbad", key="arrived:CAbad")
+    runtime.record_card_event(CALLER, "no_such_kind", {}, "2026-11-24T10:00:01+00:00", "CAbad")
+    voice.run_jobs()
+    assert [kind for kind, _, _ in rows("CAbad")] == ["call_arrived"]  # the good one still lands
+    retried = ScheduledJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection)
+    assert retried.count == 1  # the bad one alone waits for RQ's retry (then the failed registry)

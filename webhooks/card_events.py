@@ -1,0 +1,148 @@
+"""The batched writer's drainer: webhook card events from a Redis list to the card store.
+
+Webhooks RPUSH one compact JSON payload per card event onto `Keys.card_events("pending")`
+(`Runtime.record_card_event`, status callbacks via `Runtime.enqueue`). A drainer in the worker
+process moves up to `BATCH` of them at a time, atomically (Lua), onto
+`Keys.card_events("processing")`, applies them in one transaction
+(`recordings.jobs.apply_event_batch`), then removes them from `processing`. A drainer that dies
+mid-batch leaves its payloads in `processing`; the next drainer to start re-applies them
+(every payload has a key, so nothing lands twice). A batch that fails to apply (database down,
+a bad payload) is handed to RQ one payload per job with the usual retries, so one bad event
+cannot hold up the others and a fault ends in the failed-job registry, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import redis as redis_lib
+
+from recordings import jobs as card_jobs
+
+log = logging.getLogger("hotline.card_events")
+
+BATCH = 200  # payloads per transaction: ~1 ms of SQL each at most, far below the lag target
+BLOCK_SECONDS = 1  # an idle drainer waits this long for a payload; also how soon stop() acts
+
+# Move up to ARGV[1] payloads from the head of KEYS[1] to the tail of KEYS[2]; return them.
+_MOVE = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items > 0 then
+  redis.call('LTRIM', KEYS[1], #items, -1)
+  for i = 1, #items, 500 do
+    redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 499, #items)))
+  end
+end
+return items
+"""
+
+# Remove each of ARGV (once) from KEYS[1]: the applied payloads leave `processing`.
+_DONE = """
+for i = 1, #ARGV do
+  redis.call('LREM', KEYS[1], 1, ARGV[i])
+end
+return #ARGV
+"""
+
+
+class CardEventDrainer:
+    """Moves, applies and acknowledges batches of card-event payloads; one per worker process."""
+
+    def __init__(self, runtime: Any, conn: redis_lib.Redis, batch: int = BATCH) -> None:
+        self.runtime = runtime
+        self.conn = conn
+        self.batch = batch
+        keys = runtime.state.keys
+        self.pending = keys.card_events("pending")
+        self.processing = keys.card_events("processing")
+        self._move = conn.register_script(_MOVE)
+        self._done = conn.register_script(_DONE)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- one step ----------------------------------------------------------------------------
+
+    def _apply(self, raw: list[Any]) -> None:
+        """Apply `raw` (already in `processing`), then take it out of `processing`."""
+        payloads = []
+        for item in raw:
+            try:
+                payloads.append(json.loads(item))
+            except ValueError:
+                log.error("dropping an unreadable card event payload: %r", item[:200])
+        try:
+            card_jobs.apply_event_batch(payloads)
+        except Exception:
+            log.exception("card event batch of %d failed; handing it to RQ job by job", len(payloads))
+            from . import runtime as runtime_module
+
+            for payload in payloads:
+                self.runtime.jobs.enqueue(card_jobs.apply_event_batch, [payload],
+                                          retry=runtime_module.JOB_RETRY)
+        self._done(keys=[self.processing], args=raw)
+
+    def recover(self) -> int:
+        """Re-apply what a drainer that died left in `processing` (idempotent by key)."""
+        raw: list[Any] = self.conn.lrange(self.processing, 0, -1)
+        for start in range(0, len(raw), self.batch):
+            self._apply(raw[start:start + self.batch])
+        return len(raw)
+
+    def drain_once(self, block: int = 0) -> int:
+        """Apply one batch; with `block`, wait up to that many seconds for the first payload."""
+        raw: list[Any] = []
+        if block:
+            first = self.conn.blmove(self.pending, self.processing, block, "LEFT", "RIGHT")
+            if first is None:
+                return 0
+            raw.append(first)
+        raw.extend(self._move(keys=[self.pending, self.processing], args=[self.batch - len(raw)]))
+        if raw:
+            self._apply(raw)
+        return len(raw)
+
+    def drain(self) -> int:
+        """Apply everything waiting now (tests, `run_burst`); returns how many payloads."""
+        total = self.recover()
+        while True:
+            count = self.drain_once()
+            if count == 0:
+                return total
+            total += count
+
+    def backlog(self) -> int:
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.llen(self.pending)
+        pipe.llen(self.processing)
+        return sum(pipe.execute())
+
+    # --- the loop beside the RQ worker --------------------------------------------------------
+
+    def run(self) -> None:
+        recovered = False
+        while not self._stop.is_set():
+            try:
+                if not recovered:
+                    self.recover()
+                    recovered = True
+                self.drain_once(block=BLOCK_SECONDS)
+            except redis_lib.RedisError:
+                log.warning("card event drainer: redis unavailable; retrying in 1 s")
+                self._stop.wait(1)
+            except Exception:
+                log.exception("card event drainer: unexpected fault; retrying in 1 s")
+                recovered = False
+                self._stop.wait(1)
+
+    def start(self) -> threading.Thread:
+        self._thread = threading.Thread(target=self.run, daemon=True, name="hotline-card-events")
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout if timeout is not None else BLOCK_SECONDS + 5)

@@ -158,3 +158,25 @@ def test_a_caller_who_hangs_up_while_waiting_is_on_the_card_as_abandoned(stack: 
         (abandoned,) = [e for e in events if e.kind == "call_abandoned"]
         assert abandoned.data["while"] == "waiting" and abandoned.data["queue"] == "support"
     assert stack.runtime.state.line_length("support") == 0
+
+
+def test_ten_callers_two_agents_the_line_is_served_in_arrival_order(stack: LocalStack) -> None:
+    for agent in ("anna", "mart"):
+        stack.sim.add_agent(stack.rules.agents[agent].endpoint, {"name": agent, "answer_after_rings": 1,
+                                                                  "hang_up_after": 60})
+    records = []
+    for n in range(10, 20):  # ten callers, one after another, each patient
+        records.append(stack.sim.start_inbound(caller(n), stack.hotline_number,
+                                               [{"press": "1"}, {"wait": 10}, {"hang_up_after": HOLD}]))
+        wait_until(lambda n=n: "call_arrived" in kinds(caller(n)) or stack.wait_for_jobs(0.2))
+        time.sleep(0.05)
+    for record in records:
+        assert record.call.done.wait(60), str(record)
+    assert stack.wait_for_jobs(20)
+    offered = [n for n in range(10, 20) if "high_volume_offer" in kinds(caller(n))]
+    assert len(offered) >= 7  # at most the first two (plus one freed in between) reach an agent at once
+    unserved = {n: kinds(caller(n)) for n in range(10, 20) if "call_answered" not in kinds(caller(n))}
+    assert not unserved, (unserved, [str(r) for r in records if r.call.from_ in [caller(n) for n in unserved]])
+    dequeued = sorted((event_time(caller(n), "dequeued"), n) for n in offered if "dequeued" in kinds(caller(n)))
+    queued = sorted((event_time(caller(n), "queued"), n) for n in offered if "dequeued" in kinds(caller(n)))
+    assert [n for _, n in dequeued] == [n for _, n in queued]  # first in line, first connected

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -98,10 +98,11 @@ def seed_clients(stack: LocalStack) -> None:
         out, _ = card.find_or_create_client(s, CALLERS["opted_out"], language="et", name="Peeter Opt-Out")
         card.opt_out_client(s, out.id, source="agent", reason="asked not to be called again", by="demo")
         owl, _ = card.find_or_create_client(s, CALLERS["night_owl"], language="en", name="Taylor Night")
-        # a convenient hour that is never "now": the hour twelve hours from now, local time
-        local = datetime.now(ZoneInfo("America/Chicago")) + timedelta(hours=12)
-        card.update_client(s, owl.id, zone="America/Chicago", convenient_from=f"{local.hour:02d}:00",
-                           convenient_to=f"{(local.hour + 1) % 24:02d}:00", by="demo")
+        # a convenient hour inside the legal window (Texas: 09-21, Sundays 12-21) that is not now
+        hour = datetime.now(ZoneInfo("America/Chicago")).hour
+        start = 14 if hour != 14 else 16
+        card.update_client(s, owl.id, zone="America/Chicago", convenient_from=f"{start:02d}:00",
+                           convenient_to=f"{start + 1:02d}:00", by="demo")
     try:
         from .console.users import ensure_user
 

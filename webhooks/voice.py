@@ -382,6 +382,11 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from
     if agents is None:
         agents = state.snapshot(queue_rules.agents, now)
     plan = engine.decide_dial(rules, queue, agents, caller_context(call, lang), attempt, tried)
+    if isinstance(plan, engine.GoToVoicemail) and plan.reason == "no_agent_available" \
+            and queue_rules.high_volume is not None and set(queue_rules.agents) - tried:
+        # agents still to try are busy (e.g. a new arrival took the one who freed up): back to
+        # the caller's original place in line rather than a voicemail
+        return enqueue_script(rules, call, queue, lang)
     if isinstance(plan, engine.GoToVoicemail):
         record_event(call, "routed_to_voicemail", {"queue": queue, "reason": plan.reason, "attempt": attempt})
         return voicemail_script(rules, lang, call["sid"], queue, intro="all_busy")
@@ -415,6 +420,13 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from
     ))
 
 
+def whisper_language(rules: Rules, agent_id: str) -> str:
+    """The agent's first language Twilio can speak: a whisper names a client, so it is never audio."""
+    agent = rules.agents.get(agent_id)
+    spoken = [lang for lang in (agent.languages if agent else []) if rules.languages[lang].say_language]
+    return spoken[0] if spoken else rules.hotline.default_language
+
+
 @bp.post("/whisper")
 def whisper():
     """Requested on the agent's leg when the agent answers: mark them on the call, name the client."""
@@ -429,8 +441,7 @@ def whisper():
         runtime.state.update_call(parent_sid, answered_by=agent_id, answered_at=str(now))
         if call.get("e164"):
             runtime.state.set_last_agent(call["e164"], agent_id)
-    agent_lang = (rules.agents[agent_id].languages or [rules.hotline.default_language])[0] \
-        if agent_id in rules.agents else rules.hotline.default_language
+    agent_lang = whisper_language(rules, agent_id)
     client = call.get("client_name") or call.get("e164") or call.get("from") or "unknown caller"
     queue_name = call.get("queue") or ""
     department = rules.queues[queue_name].department_for(agent_lang) if queue_name in rules.queues else ""
@@ -675,8 +686,7 @@ def outbound_bridge():
     agent_id = request.args.get("agent", "")
     purpose = request.args.get("purpose", "agent_call")
     callback = request.args.get("callback")
-    agent_lang = (rules.agents[agent_id].languages or [rules.hotline.default_language])[0] \
-        if agent_id in rules.agents else rules.hotline.default_language
+    agent_lang = whisper_language(rules, agent_id)
     verdict = dialler().check(client, now_utc(), purpose=purpose)
     if not verdict.allowed:
         dialler().place_blocked_at_bridge(client, verdict, purpose, agent_id, callback)

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     fast_s = time.perf_counter() - start
 
     floor_s = parse_floor(sample)
-    same = sum(_key(r.e164, r.verdict) == _key(e, v) for r, (e, v) in zip(fast, slow))
+    same = sum(_key(r.e164, r.verdict) == _key(e, v) for r, (e, v) in zip(fast, slow, strict=False))
     fast_rate, naive_rate = len(rows) / fast_s, len(sample) / naive_s
     print(f"naive  : {len(sample):>9,} numbers in {naive_s:8.2f} s = {naive_rate:>10,.0f} /s")
     print(f"screen : {len(rows):>9,} numbers in {fast_s:8.2f} s = {fast_rate:>10,.0f} /s "

@@ -6,7 +6,8 @@ code asks for it instead of reading settings or importing the web layer.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from routing_rules.schema import Rules
 

@@ -119,7 +119,7 @@ class Dialler:
                 status_callback_method="POST",
                 timeout=AGENT_RING_TIMEOUT_SECONDS,
             )
-        except Exception as error:  # Twilio said no (bad number, auth, outage): say so, place nothing
+        except Exception as error:  # noqa: BLE001 — Twilio said no (bad number, auth, outage): say so, place nothing
             log.warning("twilio refused the call: %s", error)
             return PlaceResult(False, verdict, client_id=client_id, error=str(error))
         with db.session() as s:

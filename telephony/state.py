@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple, cast
 
@@ -198,7 +197,7 @@ class LiveState:
         ids = list(ids)
         known = self.redis.smismember(self.keys.agents_index, ids) if ids else []
         pipe = self.redis.pipeline()
-        for agent_id, present in zip(ids, known):
+        for agent_id, present in zip(ids, known, strict=True):
             if present:  # HSET on an unknown id would create an agent without a status
                 pipe.hset(self.keys.agent(agent_id), "calls_today", 0)
         pipe.execute()

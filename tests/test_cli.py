@@ -13,7 +13,7 @@ from webhooks.cli import main
 
 
 @pytest.fixture
-def env(tmp_path: Path, db: str, example_rules_text: str) -> dict[str, str]:  # noqa: F811
+def env(tmp_path: Path, db: str, example_rules_text: str) -> dict[str, str]:
     rules = tmp_path / "rules.yaml"
     rules.write_text(example_rules_text, encoding="utf-8")
     return {"DATABASE_URL": db, "HOTLINE_RULES": str(rules), "HOTLINE_DATA_DIR": str(tmp_path / "var")}

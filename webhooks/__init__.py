@@ -98,5 +98,5 @@ def create_app(overrides: Mapping[str, Any] | None = None, settings: Settings | 
 def _redis_ok(runtime: Runtime) -> bool:
     try:
         return bool(runtime.redis.ping())
-    except Exception:
+    except Exception:  # noqa: BLE001
         return False

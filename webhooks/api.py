@@ -69,7 +69,7 @@ def parse_when(value: Any, field: str) -> datetime:
     if value in (None, ""):
         return datetime.now(UTC)
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(str(value))
     except ValueError:
         raise BadRequest(field, "expected an ISO 8601 time, e.g. 2026-11-24T15:00:00Z") from None
     if parsed.tzinfo is None:

@@ -117,7 +117,8 @@ def rules_check(path: Path) -> None:
 @click.option("--purpose", default=None, help="call purpose for per-purpose windows")
 def screen(csv_in: Path, csv_out: Path | None, at: str | None, purpose: str | None) -> None:
     """Screen a CSV of numbers through the outbound guard (first column, or a `number` column)."""
-    from recordings import card, db as card_db
+    from recordings import card
+    from recordings import db as card_db
     from routing_rules.loading import load_rules_file
     from telephony.screening import screen_csv
 
@@ -125,7 +126,7 @@ def screen(csv_in: Path, csv_out: Path | None, at: str | None, purpose: str | No
     when = datetime.now(UTC)
     if at:
         try:
-            when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+            when = datetime.fromisoformat(at)
         except ValueError:
             raise click.BadParameter("expected an ISO time such as 2026-11-24T15:00:00Z", param_hint="--at")
         if when.tzinfo is None:
@@ -135,7 +136,7 @@ def screen(csv_in: Path, csv_out: Path | None, at: str | None, purpose: str | No
     try:
         with card_db.session() as s:
             opted_numbers, opted_clients_numbers = card.opted_out_sets(s)
-    except Exception as error:  # an empty store is fine; a broken one is said
+    except Exception as error:  # noqa: BLE001 — an empty store is fine; a broken one is said
         raise click.ClickException(f"cannot read opt-outs from the card store: {error}")
     csv_out = csv_out or csv_in.with_suffix(".screened.csv")
     total = sum(1 for _ in csv_in.open(encoding="utf-8"))
@@ -162,7 +163,8 @@ def opt_outs_import(csv_in: Path, by: str) -> None:
     """
     import csv
 
-    from recordings import card, db as card_db
+    from recordings import card
+    from recordings import db as card_db
     from telephony.numbers import normalize
 
     settings = from_env()
@@ -194,7 +196,7 @@ def _hotline_country(settings: object) -> str:
 
     try:
         return load_rules_file(settings.rules_path).hotline.country  # type: ignore[attr-defined]
-    except Exception:
+    except Exception:  # noqa: BLE001
         return "EE"
 
 
@@ -260,7 +262,8 @@ def users_add(username: str, role: str, agent_id: str | None, password_stdin: bo
               help="CSV file to write ('-' for stdout)")
 def report(from_: str, to: str, queue: str | None, by: str, out: Path) -> None:
     """Service-level report from the card store: rings, abandonment, deadlines, survey."""
-    from recordings import db as card_db, reports
+    from recordings import db as card_db
+    from recordings import reports
     from routing_rules.loading import load_rules_file
 
     settings = from_env()

@@ -236,7 +236,7 @@ def run_demo(*, keep_running: bool = False, port: int = 0) -> int:
             stack.reset_agents()
             try:
                 outcomes.append(scenario(stack))
-            except Exception as error:  # one broken scenario must not hide the others' results
+            except Exception as error:  # noqa: BLE001 — one broken scenario must not hide the others' results
                 outcomes.append(Outcome(scenario.__name__, False, f"{type(error).__name__}: {error}"))
         heading("Summary")
         for outcome in outcomes:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 

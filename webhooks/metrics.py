@@ -106,7 +106,7 @@ def read_latency(conn: redis_lib.Redis, prefix: str, endpoints: Iterable[str]) -
     for name in names:
         pipe.hgetall(latency_key(prefix, name))
     found: dict[str, dict[str, float]] = {}
-    for name, raw in zip(names, pipe.execute()):
+    for name, raw in zip(names, pipe.execute(), strict=True):
         if raw:
             found[name] = {k.decode() if isinstance(k, bytes) else k: float(v) for k, v in raw.items()}
     return found

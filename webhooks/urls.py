@@ -19,5 +19,5 @@ def signed_url() -> str:
     base = current_app.extensions["hotline"].settings.public_base_url
     if base:
         path = request.full_path
-        return base + (path[:-1] if path.endswith("?") else path)
+        return base + (path.removesuffix("?"))
     return request.url

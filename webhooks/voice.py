@@ -109,7 +109,7 @@ def voicemail_script(rules: Rules, lang: str, call_sid: str, queue: str | None, 
     if call_sid:
         try:
             rt().state.update_call(call_sid, voicemail="1")  # not abandoned: the caller was heard
-        except Exception:  # Redis down: the apology path must still answer
+        except Exception:  # noqa: BLE001 — Redis down: the apology path must still answer
             std_log.warning("could not mark the voicemail on the live call")
     return Script().add(
         say(rules, lang, intro),
@@ -130,7 +130,7 @@ def apology_script() -> Script:
         script = Script().add(say(rules, lang, "apology"))
         script.steps.extend(voicemail_script(rules, lang, request.form.get("CallSid", ""), None).steps)
         return script
-    except Exception:  # even the rules are unreadable: plain English, still a voicemail
+    except Exception:  # noqa: BLE001 — even the rules are unreadable: plain English, still a voicemail
         return Script().add(
             _plain("We are sorry, we cannot take your call right now. Please leave a message after the tone."),
             RecordStep(
@@ -564,7 +564,7 @@ def after_call_hook(rules: Rules, call: dict[str, str], queue: str, wrap_up_seco
             rt().jobs.enqueue_in(timedelta(seconds=wrap_up_seconds), dispatch.agent_freed, queue)
         else:
             rt().enqueue(dispatch.agent_freed, queue)
-    except Exception:  # never fail the caller's webhook for this; the periodic tick catches up
+    except Exception:  # noqa: BLE001 — never fail the caller's webhook for this; the periodic tick catches up
         std_log.exception("could not schedule dispatch")
 
 

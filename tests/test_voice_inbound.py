@@ -212,3 +212,46 @@ def test_a_webhook_never_500s_when_redis_is_down(make_app) -> None:  # type: ign
     runtime.jobs.connection = dead
     root = voice.twiml("/voice/incoming", call_params("CA-redis-down"))
     assert root.find("Record") is not None  # apology and a voicemail, with 200 and valid TwiML
+
+
+# --- the caller's own choices in the menu -------------------------------------------------------
+
+
+def test_caller_opts_out_from_the_menu_after_confirming(voice: Voice) -> None:
+    sid = "CA-ivr-optout"
+    voice.twiml("/voice/incoming", call_params(sid, RU_CALLER))
+    confirm = voice.twiml("/voice/menu", call_params(sid, RU_CALLER, Digits="8"))
+    gather = confirm.find("Gather")
+    assert gather is not None and "/voice/opt-out" in gather.get("action")
+    voice.twiml(gather.get("action").replace("http://localhost", ""), call_params(sid, RU_CALLER, Digits="1"))
+    voice.run_jobs()
+    (opted,) = events(RU_CALLER, "opted_out")
+    assert opted.data["source"] == "ivr"
+    with db.session() as s:
+        client_out, number_out, _ = card.is_opted_out(s, RU_CALLER)
+        assert client_out or number_out
+
+
+def test_caller_who_does_not_confirm_is_not_opted_out(voice: Voice) -> None:
+    sid = "CA-ivr-no-optout"
+    voice.twiml("/voice/incoming", call_params(sid, RU_CALLER))
+    gather = voice.twiml("/voice/menu", call_params(sid, RU_CALLER, Digits="8")).find("Gather")
+    voice.twiml(gather.get("action").replace("http://localhost", ""), call_params(sid, RU_CALLER, Digits="2"))
+    voice.run_jobs()
+    assert events(RU_CALLER, "opted_out") == []
+
+
+def test_caller_switches_language_in_the_menu_and_the_card_remembers(voice: Voice) -> None:
+    sid = "CA-switch"
+    voice.twiml("/voice/incoming", call_params(sid, RU_CALLER))
+    choices = voice.twiml("/voice/menu", call_params(sid, RU_CALLER, Digits="9"))
+    options = [say.text for say in choices.iter("Say")]
+    assert any("English" in text for text in options), options
+    codes = list(voice.app.extensions["hotline"].rules.current().languages)
+    menu = voice.twiml("/voice/language", call_params(sid, RU_CALLER, Digits=str(codes.index("pl") + 1)))
+    assert {say.get("language") for say in menu.iter("Say")} == {"pl-PL"}
+    voice.run_jobs()
+    (changed,) = events(RU_CALLER, "language_changed")
+    assert changed.data == {"from": "ru", "to": "pl"}
+    with db.session() as s:
+        assert card.find_client_by_phone(s, RU_CALLER).language == "pl"

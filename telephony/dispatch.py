@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from recordings import card, db
 from routing_rules import engine
+from routing_rules.schema import Lang
 
 from . import context
 from .outbound import Dialler
@@ -94,7 +95,8 @@ def dispatch_callback(callback_id: int, queue: str, since: float) -> bool:
             return True
         e164, language = callback.e164, callback.language
     snapshot = ctx.state.snapshot(rules.queues[queue].agents, now)
-    caller = engine.CallerContext(e164=e164, language=language or rules.hotline.default_language,
+    lang = language if language in rules.languages else rules.hotline.default_language
+    caller = engine.CallerContext(e164=e164, language=cast(Lang, lang),
                                   last_agent=ctx.state.last_agent(e164))
     ranked = engine.rank_agents(rules, queue, snapshot, caller, set())
     pseudo_sid = f"CB{callback_id}-{int(now)}"
@@ -112,7 +114,7 @@ def dispatch_callback(callback_id: int, queue: str, since: float) -> bool:
     result = dialler.place_call(e164, agent_id=agent_id, purpose="requested_callback",
                                 requested_by="callback", callback_id=callback_id)
     with db.session() as s:
-        if result.placed:
+        if result.placed and result.call_sid:
             card.claim_callback(s, callback_id, agent_id)
             ctx.state.save_call(result.call_sid, {"callback": callback_id, "agent": agent_id,
                                                   "pseudo": pseudo_sid, "queue": queue}, now)

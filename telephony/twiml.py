@@ -18,11 +18,16 @@ MAX_PARALLEL_NOUNS = 10  # Twilio rings at most ten nouns of one <Dial> at once
 
 
 class Spoken(Protocol):
-    text: str
-    say_language: str | None
-    voice: str | None
-    audio_url: str | None
-    fallback: Spoken | None
+    @property
+    def text(self) -> str: ...
+    @property
+    def say_language(self) -> str | None: ...
+    @property
+    def voice(self) -> str | None: ...
+    @property
+    def audio_url(self) -> str | None: ...
+    @property
+    def fallback(self) -> Spoken | None: ...
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,7 @@ def get_client(client_id: int):
             events, next_cursor = card.timeline(s, client_id, limit=limit, before=before)
         except ValueError:
             raise BadRequest("before", "not a cursor this API returned") from None
-        result = card.card(s, client_id)
+        result = card.card(s, client_id) or {}
         result["timeline"] = [card.event_json(e) for e in events]
         result["next"] = next_cursor
     return jsonify(result)

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import click
 
 from recordings import card, db
 from routing_rules import engine
+from routing_rules.schema import Lang
 
 from .local_stack import LocalStack, always_open
 from .settings import from_env
@@ -81,7 +82,7 @@ def kinds(e164: str) -> list[str]:
 def first_ranked(stack: LocalStack, queue: str, e164: str, lang: str) -> list[str]:
     rules = stack.rules
     snapshot = stack.runtime.state.snapshot(rules.queues[queue].agents, time.time())
-    return engine.rank_agents(rules, queue, snapshot, engine.CallerContext(e164, lang), set())
+    return engine.rank_agents(rules, queue, snapshot, engine.CallerContext(e164, cast(Lang, lang)), set())
 
 
 def set_agents(stack: LocalStack, behaviour: Callable[[str], Any]) -> None:

@@ -240,7 +240,7 @@ SCHEMAS.update({
 _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})
 
 
-def _list(name: str, statuses: list[str], default: str) -> dict[str, Any]:
+def _list(name: str, statuses: list[str], default: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return _json({"type": "object", "properties": {name: {"type": "array", "items": _ref(name[:-1].title())}}}), [
         {**_query("status", {"type": "string", "enum": statuses, "default": default}), "description": _STATUS},
         _LIMIT]

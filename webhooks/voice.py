@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis as redis_lib
 import structlog
@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from recordings import jobs as card_jobs
 from routing_rules import engine
 from routing_rules.prompts import Prompt, prompt, when_text
-from routing_rules.schema import Rules
+from routing_rules.schema import Lang, Rules
 from telephony import numbers
 from telephony.twiml import (
     DialStep,
@@ -367,7 +367,7 @@ def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *,
 def caller_context(call: dict[str, str], lang: str) -> engine.CallerContext:
     e164 = call.get("e164") or None
     last_agent = rt().state.last_agent(e164) if e164 else None
-    return engine.CallerContext(e164=e164, language=lang, last_agent=last_agent)
+    return engine.CallerContext(e164=e164, language=cast(Lang, lang), last_agent=last_agent)
 
 
 def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from_line: bool = False,

@@ -77,7 +77,7 @@ def card_event_drainer(app: Flask) -> CardEventDrainer:
 def make_worker(app: Flask | None = None, *, forking: bool = False) -> Worker:
     app = app or create_app()
     runtime = app.extensions["hotline"]
-    worker_class = Worker if forking else AppWorker
+    worker_class: type[Any] = Worker if forking else AppWorker
     conn = worker_connection(app)
     worker = worker_class([runtime.jobs.name], connection=conn)
     worker.app = app  # type: ignore[attr-defined]

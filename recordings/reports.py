@@ -85,6 +85,9 @@ class Tally:
         }
 
 
+MIN_YEAR, MAX_YEAR = 2000, 2100  # reports outside these years are typos, and would overflow zones
+
+
 def parse_bound(text: str, zone: str) -> datetime:
     """`2026-11-24` (midnight in the hotline's zone) or an ISO time with an offset → aware UTC.
 
@@ -96,6 +99,8 @@ def parse_bound(text: str, zone: str) -> datetime:
     except ValueError:
         pass
     else:
+        if not MIN_YEAR <= day.year <= MAX_YEAR:
+            raise ValueError(f"{text!r}: a year from {MIN_YEAR} to {MAX_YEAR}")
         return datetime.combine(day, time(0), ZoneInfo(zone)).astimezone(UTC)
     try:
         parsed = datetime.fromisoformat(text)  # 3.11 reads a trailing Z
@@ -104,6 +109,8 @@ def parse_bound(text: str, zone: str) -> datetime:
                          "(2026-11-24T08:00:00+02:00)") from None
     if parsed.tzinfo is None:
         raise ValueError(f"{text!r}: the time needs an offset, e.g. +02:00 or Z")
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise ValueError(f"{text!r}: a year from {MIN_YEAR} to {MAX_YEAR}")
     return parsed.astimezone(UTC)
 
 

@@ -125,3 +125,29 @@ def test_agents_cannot_replace_rules(api, example_rules_text: str) -> None:  # t
     response = api.put("/api/rules", data=bad, headers=ADMIN)
     assert response.status_code == 422
     assert any(e["path"] == "queues.support.answer_within_rings" for e in response.json["errors"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "field"),
+    [
+        ("get", "/api/voicemails?limit=%C2%B2", None, "limit"),
+        ("post", "/api/clients", {"phone": "+37255512345", "language": ["en"]}, "language"),
+        ("post", "/api/clients", {"phone": "+37255512345", "convenient_from": "garbage"}, "convenient_from"),
+        ("post", "/api/clients", {"phone": "+37255512345", "name": ["x"]}, "name"),
+        ("post", "/api/calls", {"phone": "+37255512345", "agent_id": ["anna"]}, "agent_id"),
+        ("post", "/api/outbound/check", {"phone": "+37255512345", "purpose": 7}, "purpose"),
+        ("post", "/api/outbound/check", {"phone": "+37255512345", "at": "0001-01-01T00:00:00+01:00"}, "at"),
+        ("post", "/api/outbound/check", {"phone": "+37255512345", "at": "9999-12-31T23:00:00+00:00"}, "at"),
+        ("post", "/api/opt-outs", {"phone": "+37255512345", "source": "web"}, "source"),
+        ("post", "/api/opt-outs", {"phone": "+37255512345", "reason": {"a": 1}}, "reason"),
+        ("post", "/api/clients/1/opt-out", ["not", "an", "object"], "body"),
+        ("get", "/api/reports/service-level?from=0001-01-01&to=2026-11-25", None, "from"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(api, method: str, path: str, payload, field: str) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        card.find_or_create_client(s, "+37255512345")
+    response = getattr(api, method)(path, json=payload, headers=ADMIN) if payload is not None else \
+        getattr(api, method)(path, headers=ADMIN)
+    assert response.status_code == 400, (response.status_code, response.json)
+    assert response.json["field"] == field

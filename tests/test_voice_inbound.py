@@ -255,3 +255,20 @@ def test_caller_switches_language_in_the_menu_and_the_card_remembers(voice: Voic
     assert changed.data == {"from": "ru", "to": "pl"}
     with db.session() as s:
         assert card.find_client_by_phone(s, RU_CALLER).language == "pl"
+
+
+def test_a_rules_change_mid_call_never_leaves_the_agent_on_a_call(voice: Voice, example_rules_text: str) -> None:
+    sid = "CA-rules-change"
+    voice.twiml("/voice/incoming", call_params(sid))
+    (endpoint,) = dial_targets(voice.twiml("/voice/menu", call_params(sid, Digits="1")))
+    agent = agent_for(voice, endpoint)
+    voice.twiml(f"/voice/whisper?call={sid}&agent={agent}", call_params("CA-child-2", endpoint))
+    runtime = voice.app.extensions["hotline"]
+    renamed = always_open_rules(example_rules_text).replace("\n  support:\n", "\n  support_v2:\n", 1)
+    response = voice.app.test_client().put("/api/rules", data=renamed,
+                                           headers={"Authorization": "Bearer admin-token"})
+    assert response.status_code == 200, response.json
+    root = voice.twiml("/voice/dial-result?queue=support", call_params(sid, DialCallStatus="completed",
+                                                                       DialCallDuration="30"))
+    assert root.find("Record") is None  # not the apology
+    assert runtime.state.snapshot([agent], time.time())[0].status in ("wrap_up", "available")

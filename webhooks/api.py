@@ -5,6 +5,7 @@ Bad input always gets a 4xx with a JSON `reason` naming the field.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from recordings import card, db
+from recordings.card import OPT_OUT_SOURCES
 from routing_rules.loading import check_rules, load_rules
 from telephony import numbers
 from telephony.outbound import Dialler
@@ -65,21 +67,53 @@ def body() -> dict[str, Any]:
     return data
 
 
+MIN_YEAR, MAX_YEAR = 2000, 2100  # outside this a time is a typo (and overflows zone arithmetic)
+
+
 def parse_when(value: Any, field: str) -> datetime:
     if value in (None, ""):
         return datetime.now(UTC)
+    if not isinstance(value, str):
+        raise BadRequest(field, "expected an ISO 8601 time string, e.g. 2026-11-24T15:00:00Z")
     try:
-        parsed = datetime.fromisoformat(str(value))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise BadRequest(field, "expected an ISO 8601 time, e.g. 2026-11-24T15:00:00Z") from None
     if parsed.tzinfo is None:
         raise BadRequest(field, "the time needs a UTC offset, e.g. 2026-11-24T15:00:00+02:00")
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise BadRequest(field, f"a time in the years {MIN_YEAR} to {MAX_YEAR}")
     return parsed.astimezone(UTC)
+
+
+def optional_body() -> dict[str, Any]:
+    """A JSON object body, or {} when there is none; anything else is a 400."""
+    if not request.get_data():
+        return {}
+    return body()
+
+
+def text_field(data: dict[str, Any], field: str, *, choices: tuple[str, ...] | None = None,
+               required: bool = False) -> str | None:
+    """A string field (or None when absent); wrong types and unknown choices are a 400 naming it."""
+    value = data.get(field)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(field, "required")
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(field, "expected a string")
+    if choices is not None and value not in choices:
+        raise BadRequest(field, f"one of {', '.join(choices)}")
+    return value
+
+
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 def parse_limit() -> int:
     raw = request.args.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise BadRequest("limit", f"an integer from 1 to {MAX_PAGE}")
     return int(raw)
 
@@ -199,14 +233,17 @@ def create_client():
     e164 = numbers.normalize(phone, rules.hotline.country)
     if e164 is None:
         raise BadRequest("phone", f"{phone!r} is not a valid phone number")
-    language = data.get("language")
-    if language is not None and language not in rules.languages:
-        raise BadRequest("language", f"one of {', '.join(rules.languages)}")
-    zone = data.get("zone")
+    language = text_field(data, "language", choices=tuple(rules.languages))
+    zone = text_field(data, "zone")
     if zone is not None and not zone_is_valid(zone):
         raise BadRequest("zone", f"{zone!r} is not an IANA time zone")
+    name = text_field(data, "name")
+    for field in ("convenient_from", "convenient_to"):
+        value = text_field(data, field)
+        if value is not None and not HHMM.match(value):
+            raise BadRequest(field, "a local time HH:MM, e.g. 09:30")
     with db.session() as s:
-        client, created = card.find_or_create_client(s, e164, language=language, name=data.get("name"))
+        client, created = card.find_or_create_client(s, e164, language=language, name=name)
         card.update_client(s, client.id, zone=zone, convenient_from=data.get("convenient_from"),
                            convenient_to=data.get("convenient_to"), by=g.principal.name)
         result = card.card(s, client.id)
@@ -251,12 +288,13 @@ def add_note(client_id: int):
 @bp.post("/clients/<int:client_id>/opt-out")
 @requires("agent")
 def opt_out_client(client_id: int):
-    data = request.get_json(silent=True) or {}
+    data = optional_body()
+    source = text_field(data, "source", choices=tuple(OPT_OUT_SOURCES)) or "api"
+    reason = text_field(data, "reason")
     with db.session() as s:
         if card.get_client(s, client_id) is None:
             raise BadRequest("client_id", f"no client {client_id}", 404)
-        optout = card.opt_out_client(s, client_id, source=data.get("source", "api"),
-                                     reason=data.get("reason"), by=g.principal.name)
+        optout = card.opt_out_client(s, client_id, source=source, reason=reason, by=g.principal.name)
         return jsonify(card.optout_json(optout)), 201
 
 
@@ -268,9 +306,10 @@ def opt_out_number():
     e164 = numbers.normalize(phone, rt().rules.current().hotline.country) if isinstance(phone, str) else None
     if e164 is None:
         raise BadRequest("phone", "required: a valid phone number")
+    source = text_field(data, "source", choices=tuple(OPT_OUT_SOURCES)) or "api"
+    reason = text_field(data, "reason")
     with db.session() as s:
-        optout = card.opt_out_number(s, e164, source=data.get("source", "api"), reason=data.get("reason"),
-                                     by=g.principal.name)
+        optout = card.opt_out_number(s, e164, source=source, reason=reason, by=g.principal.name)
         return jsonify(card.optout_json(optout)), 201
 
 
@@ -284,9 +323,9 @@ def list_opt_outs():
 @bp.delete("/opt-outs/<int:optout_id>")
 @requires("admin")
 def withdraw_opt_out(optout_id: int):
-    data = request.get_json(silent=True) or {}
+    reason = text_field(optional_body(), "reason")
     with db.session() as s:
-        optout = card.withdraw_opt_out(s, optout_id, by=g.principal.name, reason=data.get("reason"))
+        optout = card.withdraw_opt_out(s, optout_id, by=g.principal.name, reason=reason)
         if optout is None:
             raise BadRequest("optout_id", f"no active opt-out {optout_id}", 404)
         return jsonify(card.optout_json(optout))
@@ -314,7 +353,7 @@ def outbound_check():
     if not isinstance(phone, str) or not phone:
         raise BadRequest("phone", "required: the number to check")
     at = parse_when(data.get("at"), "at")
-    verdict = dialler().check(phone, at, purpose=data.get("purpose"))
+    verdict = dialler().check(phone, at, purpose=text_field(data, "purpose"))
     return jsonify(verdict_json(verdict))
 
 
@@ -328,7 +367,7 @@ def outbound_screen():
     if len(phones) > 100_000:
         raise BadRequest("phones", "at most 100,000 numbers per request; use `hotline screen` for more")
     at = parse_when(data.get("at"), "at")
-    results = dialler().screen(phones, at, purpose=data.get("purpose"))
+    results = dialler().screen(phones, at, purpose=text_field(data, "purpose"))
     return jsonify(results=results)
 
 
@@ -340,7 +379,7 @@ def place_call():
     if not isinstance(phone, str) or not phone:
         raise BadRequest("phone", "required: the client's number")
     rules = rt().rules.current()
-    agent_id = data.get("agent_id") or g.principal.agent_id
+    agent_id = text_field(data, "agent_id") or g.principal.agent_id
     if not agent_id:
         raise BadRequest("agent_id", "required: the agent whose line rings first")
     if agent_id not in rules.agents:
@@ -348,7 +387,8 @@ def place_call():
     if g.principal.role == "agent" and agent_id != g.principal.agent_id:
         return jsonify(error="forbidden", reason="agents place calls from their own line"), 403
     result = dialler().place_call(
-        phone, agent_id=agent_id, purpose=data.get("purpose", "agent_call"), requested_by=g.principal.name,
+        phone, agent_id=agent_id, purpose=text_field(data, "purpose") or "agent_call",
+        requested_by=g.principal.name,
         now=datetime.now(UTC),
     )
     if result.error:
@@ -390,12 +430,14 @@ def check_rules_view():
 @bp.put("/rules")
 @requires("admin")
 def put_rules():
-    text = request.get_data(as_text=True)
-    errors = check_rules(text)
+    """Replace the rules; like the console's editor, a saved change is a version (diff, rollback)."""
+    from .console.rules import save_rules
+
+    comment = request.args.get("comment")
+    version_id, errors = save_rules(request.get_data(as_text=True), g.principal.name, comment)
     if errors:
         return jsonify(error="invalid_rules", errors=[{"path": e.path, "message": e.message} for e in errors]), 422
-    write_rules(text)
-    return jsonify(ok=True)
+    return jsonify(ok=True, version=version_id)
 
 
 def write_rules(text: str) -> None:

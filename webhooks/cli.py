@@ -13,7 +13,44 @@ import click
 from .settings import from_env
 
 
-@click.group()
+class HotlineGroup(click.Group):
+    """Turns the faults a person can fix (a setting, a file, a missing schema) into one clear
+    line instead of a traceback; anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        import sqlalchemy.exc
+        import yaml
+
+        from routing_rules.loading import RulesInvalid
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except RulesInvalid as error:
+            lines = "\n".join(f"  {e.path}: {e.message}" for e in error.errors)
+            raise click.ClickException(f"the rules file has errors:\n{lines}") from None
+        except FileNotFoundError as error:
+            raise click.ClickException(f"{error.filename}: no such file") from None
+        except IsADirectoryError as error:
+            raise click.ClickException(f"{error.filename}: is a directory, not a file") from None
+        except UnicodeDecodeError:
+            raise click.ClickException("an input file is not UTF-8 text") from None
+        except yaml.YAMLError as error:
+            raise click.ClickException(f"not valid YAML: {error}") from None
+        except sqlalchemy.exc.OperationalError as error:
+            if "no such table" in str(error) or "does not exist" in str(error):
+                raise click.ClickException("the card store has no schema yet: run `hotline db upgrade`") from None
+            raise click.ClickException(f"cannot reach the card store: {error.orig}") from None
+        except OverflowError:
+            raise click.ClickException("a date or time is out of range (use years 2000 to 2100)") from None
+        except ValueError as error:
+            if str(error).startswith(("HOTLINE_", "REDIS_", "DATABASE_", "TWILIO_", "PUBLIC_")):
+                raise click.ClickException(str(error)) from None  # a setting, named by the message
+            raise
+
+
+@click.group(cls=HotlineGroup)
 def main() -> None:
     """Hotline: customer-service standards on a Twilio Voice hotline."""
 

@@ -72,6 +72,15 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw.strip() == "":
+        return default
+    if not raw.strip().isdigit():
+        raise ValueError(f"{name}: expected a whole number, not {raw!r}")
+    return int(raw)
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     defaults = Settings()
@@ -84,7 +93,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", defaults.twilio_auth_token),
         twilio_api_base=env.get("TWILIO_API_BASE") or None,
         public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
-        proxy_fix_hops=int(env.get("HOTLINE_PROXY_FIX", "0")),
+        proxy_fix_hops=_whole_number(env, "HOTLINE_PROXY_FIX", 0),
         rules_path=Path(env.get("HOTLINE_RULES", str(defaults.rules_path))),
         api_tokens=parse_api_tokens(env.get("HOTLINE_API_TOKENS", "")),
         secret_key=env.get("HOTLINE_SECRET_KEY", defaults.secret_key),

@@ -180,10 +180,19 @@ class Turn:
     lang: str
 
 
+def known_queue(rules: Rules, *names: str | None) -> str:
+    """The first name that is a queue in the rules in force (a URL or live call may predate a
+    rules change), else the default queue."""
+    for name in names:
+        if name and name in rules.queues:
+            return name
+    return rules.default_queue()
+
+
 def this_turn() -> Turn:
     rules = rt().rules.current()
     call = load_call(request.form.get("CallSid", ""))
-    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    queue = known_queue(rules, request.args.get("queue"), call.get("queue"))
     lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
     if lang not in rules.languages:  # a stale URL after a rules change
         lang = rules.hotline.default_language
@@ -467,7 +476,7 @@ def ring_facts(call: dict[str, str], agent_id: str, until: float) -> float:
 
 
 def record_answer(rules: Rules, call: dict[str, str], agent_id: str, seconds: float) -> None:
-    queue = call.get("queue") or rules.default_queue()
+    queue = known_queue(rules, call.get("queue"))
     rings = engine.rings_for(seconds, rules, queue)
     target = rules.queues[queue].answer_within_rings
     record_event(call, "call_answered", {
@@ -502,7 +511,7 @@ def dial_result():
     state = runtime.state
     call_sid = request.form.get("CallSid", "")
     call = load_call(call_sid)
-    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    queue = known_queue(rules, request.args.get("queue"), call.get("queue"))
     lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
     status = request.form.get("DialCallStatus", "failed")
     now = time.time()
@@ -514,10 +523,10 @@ def dial_result():
     if not state.once(f"dial-result:{call_sid}:{attempt}"):
         log.info("duplicate dial action ignored")
     if status in ("completed", "answered") and answered_by:
+        agent = rules.agents.get(answered_by)  # free the agent first, whatever else goes wrong
+        state.release_after_call(answered_by, call_sid, now, agent.wrap_up_seconds if agent else 0)
         # normally written from the agent leg's "answered" callback; the same key makes this a no-op
         record_answer(rules, call, answered_by, ring_facts(call, answered_by, float(call.get("answered_at") or now)))
-        agent = rules.agents.get(answered_by)
-        state.release_after_call(answered_by, call_sid, now, agent.wrap_up_seconds if agent else 0)
         duration = int(request.form.get("DialCallDuration") or 0)
         state.record_handle_time(queue, duration, now)
         record_event(call, "call_handled", {"agent": answered_by, "duration": duration},
@@ -792,7 +801,7 @@ def wait():
     rules = rt().rules.current()
     call_sid = request.form.get("CallSid", "")
     call = load_call(call_sid)
-    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    queue = known_queue(rules, request.args.get("queue"), call.get("queue"))
     lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
     position, wait_seconds, _ = line_status(rules, queue, call_sid, time.time())
     hv = rules.queues[queue].high_volume
@@ -840,7 +849,7 @@ def line_connect():
     """A waiting caller whose turn came (REST redirect from the dispatcher): ring agents now."""
     rules = rt().rules.current()
     call = load_call(request.form.get("CallSid", ""))
-    queue = request.args.get("queue") or call.get("queue") or rules.default_queue()
+    queue = known_queue(rules, request.args.get("queue"), call.get("queue"))
     lang = call.get("lang") or rules.hotline.default_language
     rt().state.update_call(call["sid"], waiting_in="", attempt="0")
     call["queue"] = queue

@@ -272,3 +272,27 @@ def test_a_rules_change_mid_call_never_leaves_the_agent_on_a_call(voice: Voice, 
                                                                        DialCallDuration="30"))
     assert root.find("Record") is None  # not the apology
     assert runtime.state.snapshot([agent], time.time())[0].status in ("wrap_up", "available")
+
+
+def test_a_callback_after_a_chosen_hour_uses_the_callers_clock(voice: Voice) -> None:
+    from datetime import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from recordings.models import Callback
+
+    sid = "CA-cb-after"
+    caller = "+12125550134"  # New York: "after 18:00" is 18:00 there, not in Tallinn
+    voice.twiml("/voice/incoming", call_params(sid, caller))
+    voice.twiml("/voice/menu", call_params(sid, caller, Digits="1"))
+    voice.twiml("/voice/offer?queue=support&lang=en", call_params(sid, caller, Digits="2"))
+    voice.twiml("/voice/callback-number?queue=support&lang=en", call_params(sid, caller, Digits="1"))
+    presets = voice.app.extensions["hotline"].rules.current().queues["support"].callback.time_presets
+    digit = str(presets.index("after 18:00") + 1)
+    voice.twiml("/voice/callback-time?queue=support&lang=en", call_params(sid, caller, Digits=digit))
+    voice.run_jobs()
+    with db.session() as s:
+        (callback,) = s.query(Callback).all()
+        not_before = callback.not_before if callback.not_before.tzinfo else callback.not_before.replace(tzinfo=UTC)
+        local = not_before.astimezone(ZoneInfo("America/New_York"))
+        now_local = dt.now(ZoneInfo("America/New_York"))
+        assert (local.hour, local.minute) == (18, 0) or local <= now_local + timedelta(seconds=5)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import redis as redis_lib
 import structlog
@@ -918,8 +919,11 @@ def book_callback(rules: Rules, call: dict[str, str], queue: str, lang: str, pre
     fresh = load_call(call["sid"])
     number = fresh.get("callback_number") or call.get("e164")
     now = now_utc()
-    local_now = now.astimezone(engine.zone(rules))
-    not_before = engine.callback_not_before(preset, local_now) if preset and preset != "asap" else None
+    not_before = None
+    if preset and preset != "asap" and number:
+        # "after 18:00" is the caller's own clock: every zone their number may be in must agree
+        zones = numbers.zones_for(number) or (rules.hotline.zone,)
+        not_before = max(engine.callback_not_before(preset, now.astimezone(ZoneInfo(z))) for z in zones)
     if not engine.is_open(rules, queue, now):  # booked while closed: not before we open
         opens = engine.next_open_at(rules, queue, now)
         not_before = max(filter(None, (not_before, opens)), default=None)

@@ -28,6 +28,10 @@ def stack(tmp_path: Path, redis_url: str, redis_prefix: str, db: str, example_ru
     data["queues"]["support"]["high_volume"] = {"waiting_calls_at_least": 1, "when_no_agent_available": True,
                                                 "announce_every_seconds": 20}
     data["queues"]["support"]["callback"]["time_presets"] = ["asap"]
+    every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    data["outbound"].setdefault("countries", {})["GB"] = {  # the test must not depend on the hour
+        "hours": [{"days": every_day, "open": "00:00", "close": "24:00"}], "on_holiday": "open",
+        "source": "test: callable around the clock"}
     rules_path = tmp_path / "rules.yaml"
     rules_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     local = LocalStack(rules_path=rules_path, data_dir=tmp_path / "var", redis_url=redis_url, database_url=db,

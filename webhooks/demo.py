@@ -17,6 +17,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import click
+import yaml
 
 from recordings import card, db
 from routing_rules import engine
@@ -95,7 +96,8 @@ def seed_clients(stack: LocalStack) -> None:
         maria, _ = card.find_or_create_client(s, CALLERS["ru"], language="ru", name="Maria Petrova")
         card.add_note(s, maria.id, "Prefers calls after lunch; meter replaced in October.", by="demo")
         card.find_or_create_client(s, CALLERS["pl"], language="pl", name="Jan Kowalski")
-        card.find_or_create_client(s, CALLERS["callback"], language="en", name="Kadri Kask")
+        kadri, _ = card.find_or_create_client(s, CALLERS["callback"], language="en", name="Kadri Kask")
+        card.update_client(s, kadri.id, convenient_from="00:00", convenient_to="23:59", by="demo")
         out, _ = card.find_or_create_client(s, CALLERS["opted_out"], language="et", name="Peeter Opt-Out")
         card.opt_out_client(s, out.id, source="agent", reason="asked not to be called again", by="demo")
         owl, _ = card.find_or_create_client(s, CALLERS["night_owl"], language="en", name="Taylor Night")
@@ -219,8 +221,14 @@ def prepare_demo_dir(root: Path) -> tuple[Path, Path]:
         shutil.rmtree(data_dir)  # each demo starts from an empty card store and Redis
     data_dir.mkdir(parents=True)
     example = Path(__file__).resolve().parent.parent / "examples" / "rules.yaml"
+    data = yaml.safe_load(always_open(example.read_text(encoding="utf-8"), wrap_up_seconds=0))
+    # the demo runs at any hour: a callback the client asked for may go out at any hour too;
+    # the client's own convenient window (needs_client_window) and opt-outs still decide
+    purpose = data["outbound"]["purposes"]["requested_callback"]
+    purpose["window"]["hours"] = [{"open": "00:00", "close": "24:00"}]
+    purpose["source"] = "demo: requested callbacks at any hour, inside the client's own window"
     rules_path = data_dir / "rules.yaml"
-    rules_path.write_text(always_open(example.read_text(encoding="utf-8"), wrap_up_seconds=0), encoding="utf-8")
+    rules_path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return data_dir, rules_path
 
 
@@ -228,7 +236,8 @@ def run_demo(*, keep_running: bool = False, port: int = 0) -> int:
     settings = from_env()
     data_dir, rules_path = prepare_demo_dir(settings.data_dir)
     click.secho("Hotline demo: embedded Redis + SQLite + web app + job worker + local Twilio", bold=True)
-    click.echo(f"  data: {data_dir}   rules: {rules_path} (examples/rules.yaml, open around the clock)")
+    click.echo(f"  data: {data_dir}   rules: {rules_path} (examples/rules.yaml, open around the clock;"
+               " requested callbacks allowed at any hour inside the client's window)")
     stack = LocalStack(rules_path=rules_path, data_dir=data_dir, pace="all", time_scale=0.01).start()
     try:
         seed_clients(stack)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Literal
 
 from routing_rules import engine
-from routing_rules.prompts import prompt, when_text
+from routing_rules.prompts import menu_prompts, prompt, when_text
 from routing_rules.schema import Lang, QueueRules, Rules
 
 Outcome = Literal["dial", "voicemail", "closed", "high_volume_offer", "opt_out", "invalid_choice"]
@@ -253,15 +253,7 @@ def _agent_lines(rules: Rules, queue: str, agents: Sequence[engine.AgentState],
 
 
 def _menu(rules: Rules, lang: str) -> tuple[str, ...]:
-    says = [_say(rules, lang, "menu_queue_option", department=q.department_for(lang), digit=q.digit)
-            for q in rules.queues.values() if q.digit]
-    if rules.menu.complaint_digit:
-        says.append(_say(rules, lang, "menu_complaint", digit=rules.menu.complaint_digit))
-    if rules.menu.opt_out_digit:
-        says.append(_say(rules, lang, "menu_opt_out", digit=rules.menu.opt_out_digit))
-    if rules.menu.language_digit and len(rules.languages) > 1:
-        says.append(_say(rules, lang, "menu_language", digit=rules.menu.language_digit))
-    return tuple(says)
+    return tuple(p.text for p in menu_prompts(rules, lang))
 
 
 def _hours_text(q: QueueRules) -> str:

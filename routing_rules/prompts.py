@@ -412,21 +412,25 @@ def audio_files(rules: Rules, lang: str) -> dict[str, str]:
     return files
 
 
-def menu_options(rules: Rules, lang: str) -> str:
-    """The main menu as one text: queues by digit, then complaint, opt-out and language keys."""
-    parts = []
-    for queue in sorted(rules.queues.values(), key=lambda q: q.digit or ""):
-        if queue.digit is not None:
-            parts.append(prompt(rules, lang, "menu_queue_option", department=queue.department_for(
-                lang), digit=queue.digit).text)
+def menu_prompts(rules: Rules, lang: str) -> list[Prompt]:
+    """What the main menu offers, in order: each queue's key, then complaint, opt-out and
+    language keys. The call flow plays these and "explain" shows them: one list for both."""
+    prompts = [prompt(rules, lang, "menu_queue_option", department=queue.department_for(lang),
+                      digit=queue.digit)
+               for queue in rules.queues.values() if queue.digit is not None]
     menu = rules.menu
     if menu.complaint_digit and rules.complaints_queue() is not None:
-        parts.append(prompt(rules, lang, "menu_complaint", digit=menu.complaint_digit).text)
+        prompts.append(prompt(rules, lang, "menu_complaint", digit=menu.complaint_digit))
     if menu.opt_out_digit:
-        parts.append(prompt(rules, lang, "menu_opt_out", digit=menu.opt_out_digit).text)
+        prompts.append(prompt(rules, lang, "menu_opt_out", digit=menu.opt_out_digit))
     if menu.language_digit and len(rules.languages) > 1:
-        parts.append(prompt(rules, lang, "menu_language", digit=menu.language_digit).text)
-    return " ".join(parts)
+        prompts.append(prompt(rules, lang, "menu_language", digit=menu.language_digit))
+    return prompts
+
+
+def menu_options(rules: Rules, lang: str) -> str:
+    """The main menu as one text (the `{options}` of the `menu` prompt)."""
+    return " ".join(p.text for p in menu_prompts(rules, lang))
 
 
 def callback_time_options(rules: Rules, lang: str, queue: str) -> str:

@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 
 from recordings import jobs as card_jobs
 from routing_rules import engine
-from routing_rules.prompts import Prompt, prompt, when_text
+from routing_rules.prompts import Prompt, menu_prompts, prompt, when_text
 from routing_rules.schema import Lang, Rules
 from telephony import numbers
 from telephony.twiml import (
@@ -80,8 +80,12 @@ def check_signature() -> None:
 
 
 def say(rules: Rules, lang: str, key: str, **values: Any) -> Prompt:
-    """A prompt in the caller's language; audio paths made absolute for Twilio's <Play>."""
-    spoken = prompt(rules, lang, key, **values)
+    """A prompt in the caller's language, ready for TwiML."""
+    return playable(prompt(rules, lang, key, **values))
+
+
+def playable(spoken: Prompt) -> Prompt:
+    """Audio paths made absolute: Twilio fetches `<Play>` URLs from outside."""
     if spoken.audio_url and spoken.audio_url.startswith("/"):
         base = rt().settings.public_base_url or request.host_url.rstrip("/")
         spoken = replace(spoken, audio_url=base + spoken.audio_url)
@@ -210,14 +214,7 @@ def menu_script(rules: Rules, lang: str, call: dict[str, str], *, greet: bool, r
                          department=rules.department_name(lang)))
         if rules.hotline.recording_consent:
             steps.append(say(rules, lang, "recording_consent"))
-    gather_prompts = [say(rules, lang, "menu_queue_option", department=q.department_for(lang), digit=q.digit)
-                      for q in rules.queues.values() if q.digit]
-    if rules.menu.complaint_digit:
-        gather_prompts.append(say(rules, lang, "menu_complaint", digit=rules.menu.complaint_digit))
-    if rules.menu.opt_out_digit:
-        gather_prompts.append(say(rules, lang, "menu_opt_out", digit=rules.menu.opt_out_digit))
-    if rules.menu.language_digit and len(rules.languages) > 1:
-        gather_prompts.append(say(rules, lang, "menu_language", digit=rules.menu.language_digit))
+    gather_prompts = [playable(p) for p in menu_prompts(rules, lang)]
     script = Script()
     script.steps.extend(steps)
     script.add(

@@ -119,6 +119,12 @@ class Runtime:
 
         self.push_card_payload(card_jobs.event_payload(e164, kind, data, at_iso, call_sid, agent_id, queue, key))
 
+    def record_call_status(self, params: dict[str, Any]) -> None:
+        """A Twilio call status callback (one card event each, the bulk of the traffic): batched."""
+        from recordings import jobs as card_jobs
+
+        self.push_card_payload(card_jobs.call_status_payload(params))
+
     def push_card_payload(self, payload: dict[str, Any]) -> None:
         from recordings import jobs as card_jobs
 
@@ -130,15 +136,7 @@ class Runtime:
             card_jobs.apply_event_batch([payload])
 
     def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None, **kwargs: Any) -> None:
-        """Hand work to a worker; with Redis down, apply it now so no card event is lost.
-
-        Status callbacks (one card event each, the bulk of the traffic) go to the batched writer.
-        """
-        from recordings import jobs as card_jobs
-
-        if func is card_jobs.apply_call_status and not kwargs:
-            self.push_card_payload(card_jobs.call_status_payload(*args))
-            return
+        """Hand work to a worker; with Redis down, apply it now so no card event is lost."""
         try:
             self.jobs.enqueue(func, *args, job_id=job_id, retry=JOB_RETRY, **kwargs)
         except redis_lib.RedisError:

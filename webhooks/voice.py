@@ -620,8 +620,7 @@ def status():
     runtime = rt()
     form = request.form.to_dict()
     call_sid = form.get("CallSid", "")
-    seq = form.get("SequenceNumber") or form.get("CallStatus", "")
-    runtime.enqueue(card_jobs.apply_call_status, form, job_id=f"status-{call_sid}-{seq}" if call_sid else None)
+    runtime.record_call_status(form)
     if form.get("CallStatus") in TERMINAL_STATUSES and form.get("Direction", "inbound") == "inbound":
         call_ended(call_sid)
     return Response(status=204)

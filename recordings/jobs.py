@@ -37,7 +37,7 @@ def _parse_iso(value: str | None) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _twilio_timestamp(value: str | None) -> datetime:
+def twilio_timestamp(value: str | None) -> datetime:
     """Twilio's RFC 2822 `Timestamp`; the time we apply it if missing or unreadable."""
     if value:
         try:
@@ -116,7 +116,7 @@ def _call_status_event(
     row = {
         "kind": "call_completed" if terminal else "call_status",
         "data": data,
-        "at": _twilio_timestamp(params.get("Timestamp")),
+        "at": twilio_timestamp(params.get("Timestamp")),
         "call_sid": call_sid,
         "key": f"status:{call_sid}:{seq}",
     }
@@ -280,7 +280,7 @@ def apply_recording(
             channels=_int(params.get("RecordingChannels")),
             source=params.get("RecordingSource"),
             kind=kind,
-            started_at=_twilio_timestamp(started) if started else None,
+            started_at=twilio_timestamp(started) if started else None,
             at=received,
             queue=queue,
         )

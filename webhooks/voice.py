@@ -455,18 +455,6 @@ def whisper():
     return twiml(Script().add(say(rules, agent_lang, "whisper", client=client, department=department)))
 
 
-def twilio_time(value: str | None, default: float) -> float:
-    """Twilio's RFC 2822 `Timestamp` as epoch seconds (our clock when it is missing)."""
-    from email.utils import parsedate_to_datetime
-
-    if value:
-        try:
-            return parsedate_to_datetime(value).timestamp()
-        except (TypeError, ValueError):
-            pass
-    return default
-
-
 def ring_facts(call: dict[str, str], agent_id: str, until: float) -> float:
     """Seconds the agent's phone rang, by Twilio's clock when its leg callbacks came, else ours."""
     started = call.get(f"ring_{agent_id}") or call.get("dial_started_at")
@@ -492,7 +480,7 @@ def agent_leg():
     agent_id = request.args.get("agent", "")
     status = request.form.get("CallStatus", "")
     call = load_call(parent_sid)
-    at = twilio_time(request.form.get("Timestamp"), time.time())
+    at = card_jobs.twilio_timestamp(request.form.get("Timestamp")).timestamp()
     if status == "ringing":
         runtime.state.update_call(parent_sid, **{f"ring_{agent_id}": str(at)})
     elif status == "in-progress":
@@ -518,8 +506,6 @@ def dial_result():
     started = float(call.get("dial_started_at") or now)
     seconds = round(max(0.0, now - started), 1)
     attempt = int(call.get("attempt") or 1)
-    if not state.once(f"dial-result:{call_sid}:{attempt}"):
-        log.info("duplicate dial action ignored")
     if status in ("completed", "answered") and answered_by:
         agent = rules.agents.get(answered_by)  # free the agent first, whatever else goes wrong
         state.release_after_call(answered_by, call_sid, now, agent.wrap_up_seconds if agent else 0)

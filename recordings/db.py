@@ -111,6 +111,14 @@ def session(readonly: bool = False) -> Iterator[Session]:
         s.close()
 
 
+@contextmanager
+def reader() -> Iterator[sa.Connection]:
+    """A plain connection for a hot read path (a webhook): no ORM session to build, no lock
+    taken on SQLite (DEFERRED), rolled back at the end as it never writes."""
+    with engine().connect().execution_options(**{_BEGIN_OPTION: "DEFERRED"}) as conn:
+        yield conn
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at `url` to `revision` with Alembic, no alembic.ini needed."""
     from alembic import command

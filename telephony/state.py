@@ -53,6 +53,14 @@ class StatusChange(NamedTuple):
     call_sid: str
 
 
+class DialFacts(NamedTuple):
+    """What deciding a dial attempt reads from live state."""
+
+    attempt: int  # this attempt's number, 1 for the first
+    tried: set[str]  # agents already offered this call
+    last_agent: str | None  # who last served the caller's number (sticky routing)
+
+
 class Keys:
     """Every Redis key name, built in one place (like rq's `Job.key_for`)."""
 
@@ -108,6 +116,15 @@ def _num(value: Any) -> str:
 def _float(value: Any) -> float:
     text = _text(value) if value is not None else ""
     return float(text) if text else 0.0
+
+
+def _call_update_args(**fields: Any) -> list[Any]:
+    """ARGV of update_call.lua: ttl, pair count, the (field, value) pairs, fields to delete."""
+    pairs = [(k, _text(v)) for k, v in fields.items() if v is not None]
+    args: list[Any] = [CALL_TTL_SECONDS, len(pairs)]
+    for name, value in pairs:
+        args += [name, value]
+    return args + [k for k, v in fields.items() if v is None]
 
 
 def _load_script(conn: redis.Redis, name: str, prelude: bool = True) -> Any:
@@ -167,15 +184,17 @@ class LiveState:
             keys=[self.keys.status_log] + [self.keys.agent(i) for i in ids],
             args=[_num(now), *ids],
         )
+        # hiredis hands back bytes, which float() reads directly: this runs for every agent
+        # of a queue on every routed call, so it skips the generic helpers
         return [
             AgentSnapshot(
-                id=_text(r[0]),
-                status=_text(r[1]),
-                idle_since=_float(r[2]),
-                last_offered_at=_float(r[3]),
-                misses=int(_float(r[4])),
+                id=agent_id.decode(),
+                status=status.decode(),
+                idle_since=float(idle) if idle else 0.0,
+                last_offered_at=float(offered) if offered else 0.0,
+                misses=int(float(misses)) if misses else 0,
             )
-            for r in rows
+            for agent_id, status, idle, offered, misses in rows
         ]
 
     def agent(self, agent_id: str, now: float) -> dict[str, str] | None:
@@ -349,29 +368,37 @@ class LiveState:
 
     def update_call(self, sid: str, **fields: Any) -> bool:
         """Change fields of a known call (None deletes one); False if the call is unknown."""
-        pairs = [(k, _text(v)) for k, v in fields.items() if v is not None]
-        deleted = [k for k, v in fields.items() if v is None]
-        args: list[Any] = [CALL_TTL_SECONDS, len(pairs)]
-        for name, value in pairs:
-            args += [name, value]
-        return bool(self._update_call(keys=[self.keys.call(sid)], args=args + deleted))
+        return bool(self._update_call(keys=[self.keys.call(sid)], args=_call_update_args(**fields)))
 
-    def add_tried(self, sid: str, agent_id: str) -> None:
-        pipe = self.redis.pipeline()
-        pipe.sadd(self.keys.tried(sid), agent_id)
-        pipe.expire(self.keys.tried(sid), CALL_TTL_SECONDS)
+    def start_attempt(self, sid: str, e164: str | None) -> DialFacts:
+        """Count a dial attempt of the call (field `attempt`) and read what the routing decision
+        needs: the agents tried so far and who last served the number. One round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(self.keys.call(sid), "attempt", 1)
+        pipe.expire(self.keys.call(sid), CALL_TTL_SECONDS)
+        pipe.smembers(self.keys.tried(sid))
+        if e164:
+            pipe.get(self.keys.last_agent(e164))
+        attempt, _, tried, *last = pipe.execute()
+        last_agent = last[0] if last else None
+        return DialFacts(int(attempt), {_text(i) for i in tried},
+                         _text(last_agent) if last_agent is not None else None)
+
+    def note_dialled(self, sid: str, agent_ids: Sequence[str], now: float) -> None:
+        """The call is ringing these (claimed) agents from `now`: they count as tried, and the
+        call remembers whom it rings and since when. One round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        if agent_ids:
+            pipe.sadd(self.keys.tried(sid), *agent_ids)
+            pipe.expire(self.keys.tried(sid), CALL_TTL_SECONDS)
+        self._update_call(keys=[self.keys.call(sid)],
+                          args=_call_update_args(claimed=",".join(agent_ids), dial_started_at=str(now),
+                                                 answered_by=""),
+                          client=pipe)
         pipe.execute()
 
     def tried(self, sid: str) -> set[str]:
         return {_text(i) for i in self.redis.smembers(self.keys.tried(sid))}
-
-    def incr_attempt(self, sid: str) -> int:
-        """Count a dial attempt of the call (field `attempt`); returns the new count."""
-        pipe = self.redis.pipeline()
-        pipe.hincrby(self.keys.call(sid), "attempt", 1)
-        pipe.expire(self.keys.call(sid), CALL_TTL_SECONDS)
-        attempt, _ = pipe.execute()
-        return int(attempt)
 
     def set_last_agent(self, e164: str, agent_id: str) -> None:
         """Remember who last served this number, for the sticky strategy."""

@@ -105,3 +105,33 @@ def test_a_batch_that_cannot_be_applied_goes_to_rq_one_payload_per_job(voice: Vo
     assert [kind for kind, _, _ in rows("CAbad")] == ["call_arrived"]  # the good one still lands
     retried = ScheduledJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection)
     assert retried.count == 1  # the bad one alone waits for RQ's retry (then the failed registry)
+
+
+def test_a_waiting_drainer_lingers_so_a_burst_lands_in_one_transaction(
+    voice: Voice, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from webhooks import card_events
+
+    app = voice.app
+    runtime = app.extensions["hotline"]
+    conn = worker_connection(app)
+    drainer = CardEventDrainer(runtime, conn)
+    applied: list[int] = []
+    real_apply = jobs.apply_event_batch
+
+    def counting(payloads: list[dict[str, Any]]) -> int:
+        applied.append(len(payloads))
+        return real_apply(payloads)
+
+    result: list[int] = []
+    waiter = threading.Thread(target=lambda: result.append(drainer.drain_once(block=5)))
+    monkeypatch.setattr(jobs, "apply_event_batch", counting)  # counts the transactions, applies for real
+    waiter.start()
+    for n in range(6):  # a burst: the first wakes the drainer, the rest arrive while it lingers
+        runtime.record_card_event(CALLER, "menu_choice", {"digits": str(n)}, f"2026-11-24T10:00:0{n}+00:00",
+                                  "CAburst", None, None, f"burst:{n}")
+    waiter.join(5 + card_events.LINGER_SECONDS + 5)
+    assert result == [6] and applied == [6]
+    assert len(rows("CAburst")) == 6

@@ -71,9 +71,8 @@ def _hammer(url: str, prefix: str, worker: int, calls: int, seed: int) -> None:
         for agent in claimed:
             _hold(conn, prefix, agent, sid)
         claims += len(claimed)
-        for agent in claimed:  # a call's usual work while its agents ring: widens the window
-            state.add_tried(sid, agent)
-        state.incr_attempt(sid)
+        state.note_dialled(sid, claimed, T0 + n)  # a call's usual work while its agents ring
+        state.start_attempt(sid, None)
         _unhold(conn, prefix, claimed)
         if claimed:
             _release(state, rng, claimed, sid, T0 + n)

@@ -315,14 +315,21 @@ def test_call_state_round_trip_with_ttl(state: LiveState, redis_conn: redis_lib.
 
 
 def test_tried_agents_and_attempts(state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    state.save_call("CA1", {"from": "+3725550000"}, T0)
     assert state.tried("CA1") == set()
-    state.add_tried("CA1", "ann")
-    state.add_tried("CA1", "bob")
-    state.add_tried("CA1", "ann")
+    assert state.start_attempt("CA1", "+3725550000") == (1, set(), None)
+    state.note_dialled("CA1", ["ann", "bob"], T0 + 1)
+    state.set_last_agent("+3725550000", "bob")
+    assert state.start_attempt("CA1", "+3725550000") == (2, {"ann", "bob"}, "bob")
+    state.note_dialled("CA1", ["ann"], T0 + 2)
     assert state.tried("CA1") == {"ann", "bob"}
-    assert [state.incr_attempt("CA1") for _ in range(3)] == [1, 2, 3]
+    assert state.start_attempt("CA1", None) == (3, {"ann", "bob"}, None)
+    call = state.get_call("CA1") or {}
+    assert (call["claimed"], call["dial_started_at"], call["answered_by"]) == ("ann", str(T0 + 2), "")
     assert redis_conn.ttl(state.keys.tried("CA1")) > 0
     assert redis_conn.ttl(state.keys.call("CA1")) > 0
+    state.note_dialled("CA-unknown", ["ann"], T0)  # a call Redis no longer knows is not recreated
+    assert state.get_call("CA-unknown") is None
 
 
 def test_last_agent_is_remembered_per_number(state: LiveState) -> None:

@@ -22,11 +22,9 @@ def lookup(e164: str | None) -> CallerCard | None:
     if not e164:
         return None
     try:
-        with db.session(readonly=True) as s:
-            client = card.find_client_by_phone(s, e164)
-            if client is None:
-                return None
-            return CallerCard(client.id, client.name, client.language)
+        with db.reader() as conn:
+            facts = card.caller_facts(conn, e164)
+        return CallerCard(*facts) if facts else None
     except Exception:
         log.exception("card lookup failed; continuing without the card")
         return None

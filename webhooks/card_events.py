@@ -26,6 +26,10 @@ log = logging.getLogger("hotline.card_events")
 
 BATCH = 200  # payloads per transaction: ~1 ms of SQL each at most, far below the lag target
 BLOCK_SECONDS = 1  # an idle drainer waits this long for a payload; also how soon stop() acts
+# After the first payload of a batch, wait this long for more: in a busy hour one transaction then
+# carries many events instead of a few (each transaction has a fixed cost: connection, number
+# lookup, commit). Bounds the added card lag; the target is 1 s.
+LINGER_SECONDS = 0.1
 
 # Move up to ARGV[1] payloads from the head of KEYS[1] to the tail of KEYS[2]; return them.
 _MOVE = """
@@ -99,6 +103,7 @@ class CardEventDrainer:
             if first is None:
                 return 0
             raw.append(first)
+            self._stop.wait(LINGER_SECONDS)
         raw.extend(self._move(keys=[self.pending, self.processing], args=[self.batch - len(raw)]))
         if raw:
             self._apply(raw)

@@ -8,10 +8,23 @@ there only with the CSRF token in `X-CSRF-Token` for anything but reads.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask
+from typing import Any
+
+from flask import Blueprint, Flask, Request
+from flask.sessions import SecureCookieSessionInterface
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                static_folder="static", static_url_path="/static")
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, but a request without the cookie (every Twilio webhook,
+    every API call with a token) gets an empty session without building a signer first."""
+
+    def open_session(self, app: Flask, request: Request) -> Any:
+        if app.secret_key and self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def init_app(app: Flask) -> None:
@@ -23,4 +36,5 @@ def init_app(app: Flask) -> None:
     base = app.extensions["hotline"].settings.public_base_url or ""
     if base.startswith("https://"):
         app.config["SESSION_COOKIE_SECURE"] = True
+    app.session_interface = CookieSessions()
     app.register_blueprint(bp)

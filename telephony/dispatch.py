@@ -173,8 +173,14 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
 TICK_EVERY_SECONDS = 10  # a due callback or an ended wrap-up waits at most this long
 
 
-def tick() -> int:
-    """Periodic: serve lines whose agents are free (wrap-ups that ended, due callbacks)."""
+def tick(now: datetime | None = None) -> int:
+    """Periodic: start a new day's call counters after local midnight, then serve lines whose
+    agents are free (wrap-ups that ended, due callbacks)."""
+    ctx = context.current()
+    today = (now or datetime.now(UTC)).astimezone(engine.zone(ctx.current_rules())).date().isoformat()
+    if ctx.state.start_day(today):
+        ctx.state.reset_calls_today(ctx.state.agent_ids())
+        log.info("new day %s: agents' calls_today counters reset", today)
     return agent_freed(None)
 
 

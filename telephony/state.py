@@ -78,6 +78,11 @@ class Keys:
     def status_log(self) -> str:
         return f"{self.prefix}status_log"
 
+    @property
+    def calls_day(self) -> str:
+        """The hotline's local date the agents' `calls_today` counters belong to."""
+        return f"{self.prefix}calls_day"
+
     def call(self, sid: str) -> str:
         return f"{self.prefix}call:{sid}"
 
@@ -211,8 +216,15 @@ class LiveState:
             counts[agent.status] = counts.get(agent.status, 0) + 1
         return counts
 
+    def start_day(self, day: str) -> bool:
+        """Record `day` (the hotline's local date) as the counters' day; True only for the one
+        caller that moves it on from an earlier day (atomic, so one of many workers resets).
+        The very first day recorded is not a change: the counters already belong to it."""
+        previous = self.redis.getset(self.keys.calls_day, day)
+        return previous is not None and _text(previous) != day
+
     def reset_calls_today(self, ids: Iterable[str]) -> None:
-        """Zero the daily call counters; run by a job at midnight in the hotline's zone."""
+        """Zero the daily call counters (the periodic tick does it when the local date changes)."""
         ids = list(ids)
         known = self.redis.smismember(self.keys.agents_index, ids) if ids else []
         pipe = self.redis.pipeline()

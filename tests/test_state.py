@@ -30,6 +30,7 @@ def test_every_key_is_under_the_prefix(redis_conn: redis_lib.Redis, redis_prefix
         keys.agent("a"),
         keys.agents_index,
         keys.status_log,
+        keys.calls_day,
         keys.call("CA1"),
         keys.tried("CA1"),
         keys.claimed("CA1"),
@@ -225,6 +226,33 @@ def test_reset_calls_today_zeroes_known_agents_only(state: LiveState) -> None:
     state.reset_calls_today(["ann", "nobody"])
     assert state.agent("ann", T0 + 61)["calls_today"] == "0"  # type: ignore[index]
     assert state.agent("nobody", T0 + 61) is None
+
+
+def test_only_a_change_of_day_starts_a_new_day(state: LiveState) -> None:
+    assert not state.start_day("2026-11-24")  # the first day recorded: the counters are its own
+    assert not state.start_day("2026-11-24")
+    assert state.start_day("2026-11-25")
+    assert not state.start_day("2026-11-25")  # a second worker's tick the same day
+
+
+def test_the_tick_resets_calls_today_after_local_midnight(voice) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from routing_rules import engine
+    from telephony import dispatch
+
+    runtime = voice.app.extensions["hotline"]
+    state, rules = runtime.state, runtime.rules.current()
+    agent = next(iter(rules.agents))
+    midnight = datetime(2026, 11, 25, tzinfo=engine.zone(rules)).astimezone(UTC)  # the hotline's
+    state.claim_agents([agent], "CA1", 1, T0, ring_until=T0 + 30)
+    state.mark_on_call(agent, "CA1", T0 + 3)
+    state.release_after_call(agent, "CA1", T0 + 60, 0)
+    dispatch.tick(midnight - timedelta(hours=2))
+    dispatch.tick(midnight - timedelta(seconds=1))
+    assert state.agent(agent, T0 + 61)["calls_today"] == "1"  # type: ignore[index]
+    dispatch.tick(midnight + timedelta(seconds=1))
+    assert state.agent(agent, T0 + 61)["calls_today"] == "0"  # type: ignore[index]
 
 
 def test_release_after_call_with_no_wrap_up_is_available_at_once(state: LiveState) -> None:

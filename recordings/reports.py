@@ -71,7 +71,7 @@ class Tally:
             "calls": self.calls,
             "answered": self.answered,
             "answered_within_target": self.within_target,
-            "service_level_pct": round(100 * self.within_target / self.calls, 1) if self.calls else None,
+            "service_level_pct": _round(service_level_pct(self.within_target, self.calls)),
             "avg_rings_to_answer": round(sum(self.rings) / len(self.rings), 2) if self.rings else None,
             "abandoned": self.abandoned,
             "voicemails": self.voicemails,
@@ -83,6 +83,17 @@ class Tally:
             "survey_responses": len(self.scores),
             "survey_average": round(sum(self.scores) / len(self.scores), 2) if self.scores else None,
         }
+
+
+def service_level_pct(within_target: int, calls: int) -> float | None:
+    """THE service level, wherever it is shown (report, API, dashboard): the share of calls
+    offered (arrived) that an agent answered within the queue's ring target. A call that was
+    abandoned, went to voicemail or was answered late counts against it. None with no calls."""
+    return 100.0 * within_target / calls if calls else None
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
 
 
 MIN_YEAR, MAX_YEAR = 2000, 2100  # reports outside these years are typos, and would overflow zones

@@ -340,29 +340,38 @@ def test_dashboard_shows_service_level_abandoned_and_overdue_items(app, as_user)
     assert live.status_code == 200 and b"<html" not in live.data and b'id="queues"' in live.data
 
 
-def test_dashboard_figures_by_queue_and_hour(app) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_figures_by_queue_and_hour_agree_with_the_report(app) -> None:  # type: ignore[no-untyped-def]
     from zoneinfo import ZoneInfo
 
-    from recordings import dashboard
+    from recordings import dashboard, reports
 
     client_id = new_client()
     zone = ZoneInfo("Europe/Tallinn")
     at = datetime(2026, 11, 24, 10, 30, tzinfo=zone)
     with db.session() as s:
-        card.append_event(s, client_id, "call_arrived", {}, at, "CA1")
-        card.append_event(s, client_id, "call_answered", {"within_target": True, "rings": 1}, at, "CA1",
-                          queue="support")
-        card.append_event(s, client_id, "call_answered", {"within_target": True, "rings": 3}, at, "CA2",
-                          queue="billing")
+        for sid, queue, rings in (("CA1", "support", 1), ("CA2", "billing", 3)):
+            card.append_event(s, client_id, "call_arrived", {}, at, sid)
+            card.append_event(s, client_id, "call_answered", {"within_target": True, "rings": rings}, at, sid,
+                              queue=queue)
+        card.append_event(s, client_id, "call_arrived", {}, at, "CA3")  # hung up in the support line
+        card.append_event(s, client_id, "call_abandoned", {"while": "waiting"}, at, "CA3", queue="support")
+        card.append_event(s, client_id, "call_answered", {"within_target": True, "rings": 1}, at, "CA0",
+                          queue="support")  # a call that arrived the day before: not today's
         start = datetime(2026, 11, 24, tzinfo=zone)
         end = start + timedelta(days=1)
-        assert dashboard.service_level(s, start, end).average_rings == 2.0
-        support = dashboard.service_level(s, start, end, "support")
-        assert (support.answered, support.within_target, support.percent) == (1, 1, 100.0)
+        levels = dashboard.service_levels(s, start, end, ["support", "billing"])
+        report = reports.service_level(s, start, end, zone="Europe/Tallinn")
         hours = dashboard.by_hour(s, start, end, zone)
+    everyone, support = levels[None], levels["support"]
+    assert (everyone.calls, everyone.answered, everyone.within_target, everyone.average_rings) == (3, 2, 2, 2.0)
+    assert (support.calls, support.answered, support.percent) == (2, 1, 50.0)  # the abandoned call counts
+    assert levels["billing"].percent == 100.0
+    total = report[-1]
+    assert total["group"] == "total" and total["service_level_pct"] == round(everyone.percent or 0, 1) == 66.7
     assert len(hours) == 24
     ten = hours[10]
-    assert (ten.start.hour, ten.calls, ten.answered, ten.service_level) == (10, 1, 2, 100.0)
+    assert (ten.start.hour, ten.calls, ten.answered, ten.abandoned) == (10, 3, 2, 1)
+    assert ten.service_level == everyone.percent
 
 
 # --- client cards -------------------------------------------------------------------------------

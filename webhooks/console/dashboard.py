@@ -86,6 +86,7 @@ def live_data() -> dict[str, Any]:
     queues = []
     start, _ = figures.local_day(now, zone)
     with db.session(readonly=True) as s:
+        levels = figures.service_levels(s, start, now, rules.queues)
         for name, q in rules.queues.items():
             longest = state.longest_waiting(name)
             by_status: dict[str, list[str]] = {}
@@ -99,11 +100,11 @@ def live_data() -> dict[str, Any]:
                 "agents": dict(sorted(by_status.items())),
                 "open": engine.is_open(rules, name, now),
                 "target_rings": q.answer_within_rings,
-                "service": figures.service_level(s, start, now, name),
+                "service": levels[name],
                 "abandoned": figures.count_events(s, "call_abandoned", start, now, name),
             })
         today = {
-            "service": figures.service_level(s, start, now),
+            "service": levels[None],
             "abandoned": figures.count_events(s, "call_abandoned", start, now),
             "calls": figures.count_events(s, "call_arrived", start, now),
         }

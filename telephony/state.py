@@ -123,15 +123,6 @@ def _float(value: Any) -> float:
     return float(text) if text else 0.0
 
 
-def _call_update_args(**fields: Any) -> list[Any]:
-    """ARGV of update_call.lua: ttl, pair count, the (field, value) pairs, fields to delete."""
-    pairs = [(k, _text(v)) for k, v in fields.items() if v is not None]
-    args: list[Any] = [CALL_TTL_SECONDS, len(pairs)]
-    for name, value in pairs:
-        args += [name, value]
-    return args + [k for k, v in fields.items() if v is None]
-
-
 def _load_script(conn: redis.Redis, name: str, prelude: bool = True) -> Any:
     body = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
     if prelude:
@@ -154,6 +145,7 @@ class LiveState:
         self._release_after_call = _load_script(redis, "release_after_call")
         self._release_missed = _load_script(redis, "release_missed")
         self._update_call = _load_script(redis, "update_call", prelude=False)
+        self._note_dialled = _load_script(redis, "note_dialled", prelude=False)
 
     # ---- agents -------------------------------------------------------------------------
 
@@ -380,7 +372,12 @@ class LiveState:
 
     def update_call(self, sid: str, **fields: Any) -> bool:
         """Change fields of a known call (None deletes one); False if the call is unknown."""
-        return bool(self._update_call(keys=[self.keys.call(sid)], args=_call_update_args(**fields)))
+        pairs = [(k, _text(v)) for k, v in fields.items() if v is not None]
+        deleted = [k for k, v in fields.items() if v is None]
+        args: list[Any] = [CALL_TTL_SECONDS, len(pairs)]
+        for name, value in pairs:
+            args += [name, value]
+        return bool(self._update_call(keys=[self.keys.call(sid)], args=args + deleted))
 
     def start_attempt(self, sid: str, e164: str | None) -> DialFacts:
         """Count a dial attempt of the call (field `attempt`) and read what the routing decision
@@ -398,16 +395,9 @@ class LiveState:
 
     def note_dialled(self, sid: str, agent_ids: Sequence[str], now: float) -> None:
         """The call is ringing these (claimed) agents from `now`: they count as tried, and the
-        call remembers whom it rings and since when. One round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        if agent_ids:
-            pipe.sadd(self.keys.tried(sid), *agent_ids)
-            pipe.expire(self.keys.tried(sid), CALL_TTL_SECONDS)
-        self._update_call(keys=[self.keys.call(sid)],
-                          args=_call_update_args(claimed=",".join(agent_ids), dial_started_at=str(now),
-                                                 answered_by=""),
-                          client=pipe)
-        pipe.execute()
+        call remembers whom it rings and since when. One script, one round trip."""
+        self._note_dialled(keys=[self.keys.call(sid), self.keys.tried(sid)],
+                           args=[CALL_TTL_SECONDS, ",".join(agent_ids), str(now), *agent_ids])
 
     def tried(self, sid: str) -> set[str]:
         return {_text(i) for i in self.redis.smembers(self.keys.tried(sid))}

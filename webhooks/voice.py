@@ -442,8 +442,7 @@ def whisper():
     agent_id = request.args.get("agent", "")
     call = load_call(parent_sid)
     now = time.time()
-    if runtime.state.mark_on_call(agent_id, parent_sid, now):
-        runtime.state.release_unanswered(parent_sid, agent_id, now)
+    if runtime.state.mark_on_call(agent_id, parent_sid, now):  # also frees the rest of a ring-all
         runtime.state.update_call(parent_sid, answered_by=agent_id, answered_at=str(now))
         if call.get("e164"):
             runtime.state.set_last_agent(call["e164"], agent_id)

@@ -191,14 +191,38 @@ def call_status_payload(params: dict[str, Any], client_e164: str | None = None) 
     return payload
 
 
+def recording_payload(
+    params: dict[str, Any],
+    kind: str,
+    queue: str | None,
+    respond_within_minutes: int | None,
+    language: str | None,
+    caller: str | None,
+    received_at_iso: str,
+) -> dict[str, Any]:
+    """`apply_recording`'s arguments as a batch payload: a recording callback comes with every
+    recorded call, so it travels with the card events rather than as an RQ job of its own."""
+    return {"r": [params, kind, queue, respond_within_minutes, language, caller, received_at_iso]}
+
+
 def apply_event_batch(payloads: list[dict[str, Any]]) -> int:
-    """Apply many payloads (`event_payload`, `call_status_payload`) in ONE transaction.
+    """Apply many payloads (`event_payload`, `call_status_payload`) in ONE transaction, then the
+    batch's recording callbacks (`recording_payload`), each in its own (`apply_recording`).
 
     Clients are resolved once per number in the batch (created on first contact; outbound status
     numbers are only matched), events are inserted idempotently by key through
-    `card.append_events`. Returns how many events were new. Raises on a fault: the caller
-    retries the batch, or its payloads one by one as RQ jobs.
+    `card.append_events`; a recording is linked once per RecordingSid. Returns how many events
+    were new. Raises on a fault: the caller retries the batch, or its payloads one by one as RQ
+    jobs.
     """
+    recordings = [p["r"] for p in payloads if "r" in p]
+    applied = _apply_events([p for p in payloads if "r" not in p])
+    for args in recordings:
+        apply_recording(*args)
+    return applied
+
+
+def _apply_events(payloads: list[dict[str, Any]]) -> int:
     specs: list[tuple[str, bool, dict[str, Any]]] = []
     for p in payloads:
         if "s" in p:

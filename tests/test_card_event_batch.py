@@ -135,3 +135,25 @@ def test_a_waiting_drainer_lingers_so_a_burst_lands_in_one_transaction(
     waiter.join(5 + card_events.LINGER_SECONDS + 5)
     assert result == [6] and applied == [6]
     assert len(rows("CAburst")) == 6
+
+
+def test_recording_callbacks_travel_in_the_batch_and_link_once(db: str) -> None:
+    from recordings.models import Recording, Voicemail
+
+    recording = {"AccountSid": ACCOUNT_SID, "CallSid": "CAr1", "RecordingSid": "RE-batch-1",
+                 "RecordingUrl": "https://api.twilio.com/rec/RE-batch-1", "RecordingStatus": "completed",
+                 "RecordingDuration": "7", "RecordingChannels": "1", "RecordingSource": "RecordVerb"}
+    batch = [
+        jobs.event_payload(CALLER, "call_arrived", {}, "2026-11-24T10:00:01+00:00", "CAr1", key="arrived:CAr1"),
+        jobs.recording_payload(recording, "voicemail", "support", 60, "et", CALLER, "2026-11-24T10:01:00+00:00"),
+    ]
+    assert jobs.apply_event_batch(batch) == 1
+    jobs.apply_event_batch(batch)  # the drainer died before acknowledging: replayed
+    with card_db.session(readonly=True) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Recording)) == 1
+        voicemail = s.scalars(sa.select(Voicemail)).one()
+        assert (voicemail.recording_sid, voicemail.queue, voicemail.language) == ("RE-batch-1", "support", "et")
+    assert [kind for kind, _, _ in rows("CAr1")] == ["call_arrived", "recording_linked", "voicemail_left"]
+    with pytest.raises(ValueError, match="without RecordingSid"):  # the drainer hands it to RQ, one job each
+        jobs.apply_event_batch([jobs.recording_payload({"CallSid": "CAr2"}, "call", None, None, None, CALLER,
+                                                       "2026-11-24T10:02:00+00:00")])

@@ -591,11 +591,8 @@ def recording():
         rules.default_voicemail_minutes()
     caller = call.get("e164") or call.get("from") or numbers.normalize(form.get("From"), rules.hotline.country) \
         or form.get("From") or None
-    runtime.enqueue(
-        card_jobs.apply_recording, form, kind, queue, respond,
-        request.args.get("lang") or call.get("lang"), caller, now_utc().isoformat(),
-        job_id=f"rec-{form.get('RecordingSid', '')}-{form.get('RecordingStatus', '')}" if form.get("RecordingSid") else None,
-    )
+    runtime.push_card_payload(card_jobs.recording_payload(
+        form, kind, queue, respond, request.args.get("lang") or call.get("lang"), caller, now_utc().isoformat()))
     return Response(status=204)
 
 

@@ -133,6 +133,30 @@ def voicemail_script(rules: Rules, lang: str, call_sid: str, queue: str | None, 
     )
 
 
+APOLOGY_EN = "We are sorry, we cannot take your call right now."
+
+
+def apology_prompt() -> Prompt:
+    """The apology in the request's language; plain English when even the rules are unreadable."""
+    try:
+        rules = rt().rules.current()
+        return say(rules, request.args.get("lang") or rules.hotline.default_language, "apology")
+    except Exception:  # noqa: BLE001
+        return _plain(APOLOGY_EN)
+
+
+def fault_script() -> Script:
+    """Safe TwiML for the context a failed request came from. Twilio allows only some verbs in a
+    whisper (Say, Play, Gather, Hangup) and in an `<Enqueue>` waitUrl (no Record), so those get
+    their own fallbacks; everywhere else the caller hears the apology and leaves a voicemail."""
+    if request.endpoint == "voice.whisper":
+        return Script()  # no whisper for the agent, but the call is still bridged
+    if request.endpoint in ("voice.wait", "voice.wait_choice"):
+        # out of the line; the Enqueue action (queue_result) then takes the voicemail
+        return Script().add(apology_prompt(), LeaveStep())
+    return apology_script()
+
+
 def apology_script() -> Script:
     """What a caller hears when something behind us is down: sorry, then a voicemail."""
     try:
@@ -143,7 +167,7 @@ def apology_script() -> Script:
         return script
     except Exception:  # noqa: BLE001 — even the rules are unreadable: plain English, still a voicemail
         return Script().add(
-            _plain("We are sorry, we cannot take your call right now. Please leave a message after the tone."),
+            _plain(f"{APOLOGY_EN} Please leave a message after the tone."),
             RecordStep(
                 action=public_url("voice.voicemail_done"),
                 max_length=120,
@@ -164,7 +188,7 @@ def voice_fault(error: Exception):
     if isinstance(error, HTTPException):
         return error
     std_log.exception("voice webhook failed; answering with an apology")
-    return twiml(apology_script())
+    return twiml(fault_script())
 
 
 # --- inbound: greeting and menu -------------------------------------------------------------

@@ -131,27 +131,40 @@ def append_event(
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown card event kind {kind!r}: add it to EVENT_KINDS, docs/card.md")
 
-    def find() -> CardEvent | None:
-        return s.scalar(sa.select(CardEvent).where(CardEvent.key == key)) if key else None
-
-    if key is not None and find() is not None:
-        return None
-    event = CardEvent(
-        client_id=client_id,
-        kind=kind,
-        data=dict(data or {}),
-        at=_now(at),
-        call_sid=call_sid,
-        agent_id=agent_id,
-        queue=queue,
-        key=key,
-    )
+    values = {"client_id": client_id, "kind": kind, "data": dict(data or {}), "at": _now(at),
+              "call_sid": call_sid, "agent_id": agent_id, "queue": queue, "key": key}
+    insert = _upsert_insert(s)
+    if key is not None and insert is not None:
+        # one statement: a key already stored (even by a concurrent writer) returns no row
+        stmt = insert(CardEvent).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        return s.scalar(stmt.returning(CardEvent))
+    event = CardEvent(**values)
     if key is None:
         s.add(event)
         s.flush()
         return event
+
+    def find() -> CardEvent | None:
+        return s.scalar(sa.select(CardEvent).where(CardEvent.key == key))
+
+    if find() is not None:
+        return None
     stored, created = _insert_or_find(s, event, find)
     return stored if created else None
+
+
+def _upsert_insert(s: Session) -> Any:
+    """The dialect's INSERT with ON CONFLICT (PostgreSQL, SQLite), or None for another backend."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert
+    return None
 
 
 def append_events(s: Session, rows: Sequence[dict[str, Any]]) -> int:
@@ -185,11 +198,8 @@ def append_events(s: Session, rows: Sequence[dict[str, Any]]) -> int:
         })
     if not values:
         return 0
-    dialect = s.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = _upsert_insert(s)
+    if insert is not None:
         stmt = insert(CardEvent).on_conflict_do_nothing(index_elements=["key"]).returning(CardEvent.id)
         return len(s.execute(stmt, values).all())  # rows skipped by the conflict return nothing
     # another backend: one at a time, each idempotent by its savepoint

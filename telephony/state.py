@@ -104,6 +104,14 @@ class Keys:
     def last_agent(self, e164: str) -> str:
         return f"{self.prefix}last_agent:{e164}"
 
+    def rate_window(self, who: str, window: int) -> str:
+        """Requests of one API caller (`who`: a token's hash, a user, an IP) in one fixed window."""
+        return f"{self.prefix}ratelimit:{who}:{window}"
+
+    def login_attempts(self, who: str) -> str:
+        """Console login attempts of one (user name, address) hash in the current window."""
+        return f"{self.prefix}console:login:{who}"
+
     def card_events(self, stage: str = "pending") -> str:
         """Webhook card events for the batched writer: `pending`, then `processing` while applied."""
         return f"{self.prefix}card_events:{stage}"
@@ -352,6 +360,17 @@ class LiveState:
             if len(changes) >= count:
                 break
         return changes
+
+    # ---- rate limits --------------------------------------------------------------------
+
+    def count_hit(self, key: str, seconds: int) -> int:
+        """Count one hit on a fixed-window counter (created with its expiry by the window's first
+        hit); returns the count so far. Raises RedisError: each limiter decides how to fail."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, 0, ex=seconds, nx=True)  # (EXPIRE NX needs Redis 7)
+        pipe.incr(key)
+        _, count = pipe.execute()
+        return int(count)
 
     # ---- calls --------------------------------------------------------------------------
 

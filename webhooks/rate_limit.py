@@ -14,6 +14,8 @@ import time
 import redis as redis_lib
 from flask import Flask, Response, current_app, g, jsonify, request
 
+from telephony.state import LiveState
+
 from .auth import _match
 from .runtime import Runtime
 
@@ -28,10 +30,6 @@ def parse_limit(text: str) -> tuple[int, int]:
         return 0, 60
     count, _, seconds = text.partition("/")
     return int(count), int(seconds or 60)
-
-
-def window_key(prefix: str, who: str, window: int) -> str:
-    return f"{prefix}ratelimit:{who}:{window}"
 
 
 def _who(runtime: Runtime) -> tuple[str, bool]:
@@ -49,21 +47,17 @@ def _who(runtime: Runtime) -> tuple[str, bool]:
 
 
 class FixedWindow:
-    """INCR a per-window counter, created with its expiry by the first request of the window."""
+    """The shared fixed-window counter (`LiveState.count_hit`), paused after a Redis fault."""
 
     def __init__(self) -> None:
         self._paused_until = 0.0
 
-    def hit(self, conn: redis_lib.Redis, key: str, seconds: int) -> int | None:
+    def hit(self, state: LiveState, who: str, window: int, seconds: int) -> int | None:
         """The count in this window after this request, or None when Redis is unavailable."""
         if time.monotonic() < self._paused_until:
             return None
         try:
-            pipe = conn.pipeline(transaction=False)
-            pipe.set(key, 0, ex=seconds + 1, nx=True)  # (EXPIRE NX needs Redis 7)
-            pipe.incr(key)
-            _, count = pipe.execute()
-            return int(count)
+            return state.count_hit(state.keys.rate_window(who, window), seconds + 1)
         except redis_lib.RedisError:
             self._paused_until = time.monotonic() + REDIS_PAUSE_SECONDS
             return None
@@ -85,7 +79,7 @@ def init_app(app: Flask) -> None:
             limit = max(10, limit // UNAUTHENTICATED_SHARE)
         now = time.time()
         window = int(now // seconds)
-        count = limiter.hit(runtime.redis, window_key(runtime.settings.redis_prefix, who, window), seconds)
+        count = limiter.hit(runtime.state, who, window, seconds)
         if count is None or count <= limit:
             return None
         retry_after = max(1, math.ceil((window + 1) * seconds - now))

@@ -152,18 +152,14 @@ def console_error(error: HTTPException) -> Any:
 
 def _attempts_key(username: str) -> str:
     who = hashlib.sha256(f"{username.lower()}|{request.remote_addr}".encode()).hexdigest()[:24]
-    return f"{rt().state.keys.prefix}console:login:{who}"
+    return rt().state.keys.login_attempts(who)
 
 
 def _count_attempt(username: str) -> int:
-    """This attempt's number within the window; 0 when Redis is down (the console stays usable)."""
-    key = _attempts_key(username)
+    """This attempt's number within the window (which starts with the first attempt); 0 when
+    Redis is down (the console stays usable)."""
     try:
-        pipe = rt().state.redis.pipeline()  # MULTI: the window starts with the first attempt
-        pipe.set(key, 0, ex=LOGIN_WINDOW_SECONDS, nx=True)
-        pipe.incr(key)
-        _, count = pipe.execute()
-        return int(count)
+        return rt().state.count_hit(_attempts_key(username), LOGIN_WINDOW_SECONDS)
     except redis_lib.RedisError:
         log.warning("login rate limit unavailable: redis error")
         return 0

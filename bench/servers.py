@@ -88,6 +88,7 @@ class Stack:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     database_url: str = ""
+    root: Path = ROOT  # the code the app and workers run (bench/compare.py: another revision's tree)
     _pg_name: str | None = None
 
     @property
@@ -125,14 +126,14 @@ class Stack:
             "HOTLINE_LOG_LEVEL": "WARNING", "HOTLINE_API_RATE_LIMIT": "0",
             # REST calls (dispatch) must never leave the machine: a closed local port
             "TWILIO_API_BASE": f"http://127.0.0.1:{free_port()}",
-            "PYTHONPATH": f"{ROOT}{os.pathsep}{BENCH}",
+            "PYTHONPATH": f"{self.root}{os.pathsep}{BENCH}",
         })
         env.update(extra)
         return env
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
         log = (self.tmp / log_name).open("ab")
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, env=env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs.append(proc)
         return proc

@@ -1,0 +1,116 @@
+"""Before/after on a noisy machine: this tree against another revision, rounds interleaved.
+
+    .venv/bin/python bench/compare.py --against 4c22e5d [--rounds 3] [--calls 800]
+
+Shared 2-core machines change speed from minute to minute, so two runs of bench/webhooks.py
+minutes apart can differ by 2× for the same code. This script checks the other revision out into
+a temporary git worktree, starts both apps (gunicorn as in the Procfile, each with its own
+`hotline worker`, fresh Redis prefix and database) and the bare baseline, then runs the
+max-throughput phase of bench/webhooks.py round by round: baseline, then both apps in an order
+that alternates each round. Per round it prints each app's throughput as a ratio of the
+baseline measured just before, and the CPU its web processes and its worker spent per webhook
+(utime + stime from /proc). The medians are the figures to quote.
+
+Both apps use the schema of this tree (migrations only add), so the other revision must not
+predate a migration that removed something it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from calls import run_calls, sync
+from servers import ROOT, Stack
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its children (gunicorn's workers), 0 if it is gone."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return total
+    return total + sum(cpu_seconds(int(child)) for child in children)
+
+
+class Side:
+    """One revision's app and worker."""
+
+    def __init__(self, name: str, root: Path, agents: int) -> None:
+        self.name = name
+        self.stack = Stack(agents=agents, root=root).prepare()
+        self.url = self.stack.start_app()
+        self.stack.start_workers(1)
+        self.web_pid, self.worker_pid = self.stack.procs[0].pid, self.stack.procs[1].pid
+        self.ratios: list[float] = []
+        self.web_ms: list[float] = []
+        self.worker_ms: list[float] = []
+
+    def measure(self, calls: int, first: int, baseline: float) -> str:
+        web0, worker0 = cpu_seconds(self.web_pid), cpu_seconds(self.worker_pid)
+        run = sync(run_calls(self.url, calls, 32, first=first))
+        time.sleep(1.0)  # the worker applies the last card events
+        count = len(run.hits)
+        self.ratios.append(run.throughput / baseline)
+        self.web_ms.append((cpu_seconds(self.web_pid) - web0) / count * 1000)
+        self.worker_ms.append((cpu_seconds(self.worker_pid) - worker0) / count * 1000)
+        return (f"{self.name} {run.throughput:.0f}/s = {self.ratios[-1]:.2f}×, CPU per webhook: web "
+                f"{self.web_ms[-1]:.2f} ms, worker {self.worker_ms[-1]:.2f} ms, errors {run.errors()}")
+
+    def summary(self) -> str:
+        return (f"{self.name:>10}: ratio {statistics.median(self.ratios):.2f}× (rounds {', '.join(f'{r:.2f}' for r in self.ratios)}); "
+                f"CPU per webhook web {statistics.median(self.web_ms):.2f} ms, "
+                f"worker {statistics.median(self.worker_ms):.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--against", required=True, help="the other revision (commit, tag, branch)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=800, help="calls per app per round (5 webhooks each)")
+    parser.add_argument("--agents", type=int, default=100)
+    args = parser.parse_args()
+
+    revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.against], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    tree = Path(tempfile.mkdtemp(prefix="hotline-compare-")) / revision
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), revision],
+                   check=True)
+    sides: list[Side] = []
+    base_stack = Stack(agents=1, database="sqlite")
+    try:
+        sides = [Side(revision, tree, args.agents), Side("this tree", ROOT, args.agents)]
+        baseline = base_stack.prepare().start_baseline()
+        print(f"hotline compare — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
+              f"{sys.version.split()[0]}, closed loop, 32 calls in flight, {args.calls} calls per app per round")
+        sync(run_calls(baseline, 100, 16, baseline=True))
+        for side in sides:
+            sync(run_calls(side.url, 100, 16))  # warm up
+        for n in range(args.rounds):
+            base = sync(run_calls(baseline, args.calls, 32, baseline=True))
+            print(f"round {n + 1}: baseline {base.throughput:.0f}/s")
+            for side in sides if n % 2 == 0 else sides[::-1]:
+                print("  " + side.measure(args.calls, 100_000 * (n + 1), base.throughput))
+        print("medians:")
+        for side in sides:
+            print("  " + side.summary())
+    finally:
+        for side in sides:
+            side.stack.close()
+        base_stack.close()
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -154,6 +154,7 @@ class LiveState:
         self._release_missed = _load_script(redis, "release_missed")
         self._update_call = _load_script(redis, "update_call", prelude=False)
         self._note_dialled = _load_script(redis, "note_dialled", prelude=False)
+        self._end_call = _load_script(redis, "end_call", prelude=False)
 
     # ---- agents -------------------------------------------------------------------------
 
@@ -293,12 +294,14 @@ class LiveState:
         )
         return bool(done)
 
-    def release_unanswered(self, call_sid: str, except_agent: str | None, now: float) -> list[str]:
+    def release_unanswered(self, call_sid: str, except_agent: str | None, now: float,
+                           claimed: set[str] | None = None) -> list[str]:
         """Free the agents still ringing for a call (answered elsewhere, or caller hung up).
 
-        No miss is counted: these agents were not needed. Returns the ids freed.
+        No miss is counted: these agents were not needed. Returns the ids freed. `claimed`, when
+        the caller has just read it (`end_call`), saves reading it again.
         """
-        others = sorted(self.claimed(call_sid) - {except_agent or ""})
+        others = sorted((self.claimed(call_sid) if claimed is None else claimed) - {except_agent or ""})
         if not others:
             return []
         released = self._release_unanswered(
@@ -388,6 +391,16 @@ class LiveState:
     def get_call(self, sid: str) -> dict[str, str] | None:
         raw = self.redis.hgetall(self.keys.call(sid))
         return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+
+    def end_call(self, sid: str) -> tuple[dict[str, str], set[str]] | None:
+        """Mark the call ended; its fields and the agents ever claimed for it, or None when the
+        call is unknown or had already ended. Atomic: of two callbacks for one end, one wins."""
+        found = self._end_call(keys=[self.keys.call(sid), self.keys.claimed(sid)], args=[CALL_TTL_SECONDS])
+        if not found:
+            return None
+        flat, claimed = found
+        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return fields, {_text(agent) for agent in claimed}
 
     def update_call(self, sid: str, **fields: Any) -> bool:
         """Change fields of a known call (None deletes one); False if the call is unknown."""

@@ -360,6 +360,19 @@ def test_tried_agents_and_attempts(state: LiveState, redis_conn: redis_lib.Redis
     assert state.get_call("CA-unknown") is None
 
 
+def test_a_call_ends_once_with_its_fields_and_claimed_agents(state: LiveState) -> None:
+    state.save_call("CA1", {"from": "+3725550000", "queue": "support"}, T0)
+    state.claim_agents(["ann", "bob"], "CA1", 2, T0, ring_until=T0 + 30)
+    ended = state.end_call("CA1")
+    assert ended is not None
+    fields, claimed = ended
+    assert fields["queue"] == "support" and fields["ended"] == "1" and claimed == {"ann", "bob"}
+    assert state.end_call("CA1") is None  # a repeated or late terminal callback
+    assert state.end_call("CA-unknown") is None
+    assert state.get_call("CA-unknown") is None  # not created by the attempt
+    assert sorted(state.release_unanswered("CA1", None, T0 + 5, claimed=claimed)) == ["ann", "bob"]
+
+
 def test_last_agent_is_remembered_per_number(state: LiveState) -> None:
     assert state.last_agent("+3725550000") is None
     state.set_last_agent("+3725550000", "ann")

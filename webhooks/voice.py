@@ -638,12 +638,12 @@ def call_ended(call_sid: str) -> None:
     the call; that goes on the card whether they were in the menu, the offer or the line.
     """
     state = rt().state
-    call = state.get_call(call_sid)
-    if not call or call.get("ended"):
+    ended = state.end_call(call_sid)  # once per call, whatever the callbacks' order or repeats
+    if ended is None:
         return
+    call, claimed = ended
     now = time.time()
-    state.update_call(call_sid, ended="1")
-    state.release_unanswered(call_sid, None, now)
+    state.release_unanswered(call_sid, None, now, claimed=claimed)
     call.setdefault("sid", call_sid)
     waiting_in = call.get("waiting_in")
     if waiting_in:

@@ -41,12 +41,14 @@ def forgery(name: str, path: str) -> tuple[str, str, dict[str, str], str | None]
         "replayed to another path": ("post", other_path(path), CALL, sign(url, CALL)),
         "missing header": ("post", path, CALL, None),
         "empty header": ("post", path, CALL, ""),
+        "non-ASCII header": ("post", path, CALL, sign(url, CALL)[:-2] + "é="),
         "GET instead of POST": ("get", path, {}, sign(url + "?CallSid=CAsec0001", {})),
     }[name]
 
 
 FORGERIES = ["wrong token", "altered parameter", "added parameter", "other URL (host)", "other query string",
-             "replayed to another path", "missing header", "empty header", "GET instead of POST"]
+             "replayed to another path", "missing header", "empty header", "non-ASCII header",
+             "GET instead of POST"]
 
 
 @pytest.fixture

@@ -178,8 +178,7 @@ def tick(now: datetime | None = None) -> int:
     agents are free (wrap-ups that ended, due callbacks)."""
     ctx = context.current()
     today = (now or datetime.now(UTC)).astimezone(engine.zone(ctx.current_rules())).date().isoformat()
-    if ctx.state.start_day(today):
-        ctx.state.reset_calls_today(ctx.state.agent_ids())
+    if ctx.state.start_day(today, ctx.state.agent_ids()):
         log.info("new day %s: agents' calls_today counters reset", today)
     return agent_freed(None)
 

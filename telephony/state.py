@@ -155,6 +155,8 @@ class LiveState:
         self._update_call = _load_script(redis, "update_call", prelude=False)
         self._note_dialled = _load_script(redis, "note_dialled", prelude=False)
         self._end_call = _load_script(redis, "end_call", prelude=False)
+        self._start_day = _load_script(redis, "start_day", prelude=False)
+        self._count_hit = _load_script(redis, "count_hit", prelude=False)
 
     # ---- agents -------------------------------------------------------------------------
 
@@ -217,22 +219,13 @@ class LiveState:
             counts[agent.status] = counts.get(agent.status, 0) + 1
         return counts
 
-    def start_day(self, day: str) -> bool:
-        """Record `day` (the hotline's local date) as the counters' day; True only for the one
-        caller that moves it on from an earlier day (atomic, so one of many workers resets).
-        The very first day recorded is not a change: the counters already belong to it."""
-        previous = self.redis.getset(self.keys.calls_day, day)
-        return previous is not None and _text(previous) != day
-
-    def reset_calls_today(self, ids: Iterable[str]) -> None:
-        """Zero the daily call counters (the periodic tick does it when the local date changes)."""
-        ids = list(ids)
-        known = self.redis.smismember(self.keys.agents_index, ids) if ids else []
-        pipe = self.redis.pipeline()
-        for agent_id, present in zip(ids, known, strict=True):
-            if present:  # HSET on an unknown id would create an agent without a status
-                pipe.hset(self.keys.agent(agent_id), "calls_today", 0)
-        pipe.execute()
+    def start_day(self, day: str, ids: Iterable[str]) -> bool:
+        """Record `day` (the hotline's local date) as the day of the agents' `calls_today`
+        counters; True (and every known agent of `ids` zeroed, atomically) only when it moves
+        the day forward. An earlier or equal day changes nothing, the first day recorded is not
+        a change (the counters already belong to it)."""
+        keys = [self.keys.calls_day] + [self.keys.agent(i) for i in ids]
+        return bool(self._start_day(keys=keys, args=[day]))
 
     def set_status(self, agent_id: str, status: str, now: float, by: str) -> tuple[str, str]:
         """A person sets an agent's status; returns (previous, current).
@@ -369,11 +362,7 @@ class LiveState:
     def count_hit(self, key: str, seconds: int) -> int:
         """Count one hit on a fixed-window counter (created with its expiry by the window's first
         hit); returns the count so far. Raises RedisError: each limiter decides how to fail."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, 0, ex=seconds, nx=True)  # (EXPIRE NX needs Redis 7)
-        pipe.incr(key)
-        _, count = pipe.execute()
-        return int(count)
+        return int(self._count_hit(keys=[key], args=[seconds]))
 
     # ---- calls --------------------------------------------------------------------------
 

@@ -220,19 +220,28 @@ def test_release_after_call_starts_wrap_up_and_counts_the_call(state: LiveState)
     assert fields["calls_today"] == "1" and fields["misses"] == "0" and fields["call_sid"] == ""
 
 
-def test_reset_calls_today_zeroes_known_agents_only(state: LiveState) -> None:
+def test_a_new_day_zeroes_calls_today_of_known_agents_and_never_goes_back(state: LiveState) -> None:
     state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
     state.release_after_call("ann", "CA1", T0 + 60, 0)
-    state.reset_calls_today(["ann", "nobody"])
+    assert not state.start_day("2026-11-24", ["ann", "nobody"])  # the first day recorded: its own counters
+    assert not state.start_day("2026-11-24", ["ann", "nobody"])
+    assert state.agent("ann", T0 + 61)["calls_today"] == "1"  # type: ignore[index]
+    assert state.start_day("2026-11-25", ["ann", "nobody"])
     assert state.agent("ann", T0 + 61)["calls_today"] == "0"  # type: ignore[index]
-    assert state.agent("nobody", T0 + 61) is None
+    assert state.agent("nobody", T0 + 61) is None  # an unknown id is not created
+    state.claim_agents(["ann"], "CA2", 1, T0 + 70, ring_until=T0 + 100)
+    state.release_after_call("ann", "CA2", T0 + 90, 0)
+    assert not state.start_day("2026-11-24", ["ann"])  # a worker whose clock is behind
+    assert not state.start_day("2026-11-25", ["ann"])  # a second worker's tick the same day
+    assert state.agent("ann", T0 + 91)["calls_today"] == "1"  # type: ignore[index]
 
 
-def test_only_a_change_of_day_starts_a_new_day(state: LiveState) -> None:
-    assert not state.start_day("2026-11-24")  # the first day recorded: the counters are its own
-    assert not state.start_day("2026-11-24")
-    assert state.start_day("2026-11-25")
-    assert not state.start_day("2026-11-25")  # a second worker's tick the same day
+def test_a_window_counter_counts_and_always_expires(state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    key = state.keys.login_attempts("someone")
+    assert [state.count_hit(key, 300) for _ in range(3)] == [1, 2, 3]
+    assert 0 < redis_conn.ttl(key) <= 300
+    redis_conn.persist(key)  # as if it had been created without its expiry
+    assert state.count_hit(key, 300) == 4 and 0 < redis_conn.ttl(key) <= 300
 
 
 def test_the_tick_resets_calls_today_after_local_midnight(voice) -> None:  # type: ignore[no-untyped-def]

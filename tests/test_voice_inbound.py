@@ -296,3 +296,17 @@ def test_a_callback_after_a_chosen_hour_uses_the_callers_clock(voice: Voice) -> 
         local = not_before.astimezone(ZoneInfo("America/New_York"))
         now_local = dt.now(ZoneInfo("America/New_York"))
         assert (local.hour, local.minute) == (18, 0) or local <= now_local + timedelta(seconds=5)
+
+
+def test_a_caller_put_out_of_the_line_without_a_choice_goes_to_voicemail(make_app, example_rules_text: str) -> None:  # type: ignore[no-untyped-def]
+    """<Leave> without a key pressed comes only from a failed hold loop: never back into the line,
+    even where the queue offers no voicemail choice."""
+    data = yaml.safe_load(always_open_rules(example_rules_text))
+    data["queues"]["support"]["high_volume"]["offer_voicemail"] = False
+    voice = Voice(make_app(yaml.safe_dump(data, allow_unicode=True)))
+    sid = "CA-left-by-fault"
+    voice.twiml("/voice/incoming", call_params(sid))
+    voice.twiml("/voice/menu", call_params(sid, Digits="1"))
+    root = voice.twiml("/voice/queue-result?queue=support&lang=et",
+                       call_params(sid, QueueResult="leave", QueueSid="QU1", QueueTime="12"))
+    assert root.find("Record") is not None and root.find("Enqueue") is None

@@ -150,7 +150,9 @@ def fault_script() -> Script:
     whisper (Say, Play, Gather, Hangup) and in an `<Enqueue>` waitUrl (no Record), so those get
     their own fallbacks; everywhere else the caller hears the apology and leaves a voicemail."""
     if request.endpoint == "voice.whisper":
-        return Script()  # no whisper for the agent, but the call is still bridged
+        # the agent's leg ends unanswered and the Dial action moves on (next agent, voicemail):
+        # bridging without mark_on_call would leave the agent "ringing", free to be claimed again
+        return Script().add(HangupStep())
     if request.endpoint in ("voice.wait", "voice.wait_choice"):
         # out of the line; the Enqueue action (queue_result) then takes the voicemail
         return Script().add(apology_prompt(), LeaveStep())
@@ -838,7 +840,10 @@ def queue_result():
     if result == "leave":
         rt().state.leave_line(queue, f"call:{call['sid']}")
         rt().state.update_call(call["sid"], waiting_in="")
-        return twiml(choose_after_offer(rules, call, queue, lang, call.get("choice", "1")))
+        choice = call.get("choice")
+        if choice is None:  # left without a choice: the hold loop failed (fault_script), no way back
+            return twiml(voicemail_script(rules, lang, call["sid"], queue))
+        return twiml(choose_after_offer(rules, call, queue, lang, choice))
     if result in ("hangup", "error", "system-error", "queue-full"):
         call_ended(call["sid"])
         if result != "hangup":

@@ -136,6 +136,7 @@ class CardEventDrainer:
                 self.drain_once(block=BLOCK_SECONDS)
             except redis_lib.RedisError:
                 log.warning("card event drainer: redis unavailable; retrying in 1 s")
+                recovered = False  # a batch may be stuck in `processing`: re-apply it when back
                 self._stop.wait(1)
             except Exception:
                 log.exception("card event drainer: unexpected fault; retrying in 1 s")

@@ -113,6 +113,25 @@ def _insert_or_find(s: Session, obj: T, find: Callable[[], T | None]) -> tuple[T
         return existing, False
 
 
+def _insert_once(s: Session, model: type[T], values: dict[str, Any], unique: str,
+                 find: Callable[[], T | None]) -> tuple[T, bool]:
+    """Insert a row unless one with the same `unique` column exists (even written concurrently):
+    (row, True) when this call created it, else (the existing row, False). One statement on
+    PostgreSQL and SQLite (`INSERT … ON CONFLICT DO NOTHING RETURNING`), else a savepoint."""
+    insert = _upsert_insert(s)
+    if insert is None:
+        existing = find()
+        return (existing, False) if existing is not None else _insert_or_find(s, model(**values), find)
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=[unique]).returning(model)
+    row = s.scalar(stmt)
+    if row is not None:
+        return row, True
+    existing = find()
+    if existing is None:  # cannot be: the conflict was on `unique`
+        raise RuntimeError(f"{model.__name__}: conflict on {unique} but no row found")
+    return existing, False
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -775,24 +794,12 @@ def link_recording(
     def find() -> Recording | None:
         return s.scalar(sa.select(Recording).where(Recording.sid == sid))
 
-    existing = find()
-    if existing is not None:
-        return existing, False
     at = _now(at)
-    row = Recording(
-        sid=sid,
-        url=url,
-        call_sid=call_sid,
-        client_id=client_id,
-        duration=duration,
-        channels=channels,
-        source=source,
-        kind=kind,
-        status=status,
-        started_at=started_at,
-        created_at=at,
-    )
-    stored, created = _insert_or_find(s, row, find)
+    stored, created = _insert_once(s, Recording, {
+        "sid": sid, "url": url, "call_sid": call_sid, "client_id": client_id, "duration": duration,
+        "channels": channels, "source": source, "kind": kind, "status": status, "started_at": started_at,
+        "created_at": at,
+    }, "sid", find)
     if created and client_id is not None:
         data = {
             "sid": sid,
@@ -836,23 +843,12 @@ def create_voicemail(
     def find() -> Voicemail | None:
         return s.scalar(sa.select(Voicemail).where(Voicemail.recording_sid == recording_sid))
 
-    existing = find()
-    if existing is not None:
-        return existing, False
     created_at = _now(created_at)
-    vm = Voicemail(
-        recording_sid=recording_sid,
-        url=url,
-        due_at=due_at,
-        client_id=client_id,
-        call_sid=call_sid,
-        duration=duration,
-        queue=queue,
-        language=language,
-        created_at=created_at,
-        status="open",
-    )
-    stored, created = _insert_or_find(s, vm, find)
+    stored, created = _insert_once(s, Voicemail, {
+        "recording_sid": recording_sid, "url": url, "due_at": due_at, "client_id": client_id,
+        "call_sid": call_sid, "duration": duration, "queue": queue, "language": language,
+        "created_at": created_at, "status": "open",
+    }, "recording_sid", find)
     if created and client_id is not None:
         data = {
             "voicemail_id": stored.id,

@@ -173,10 +173,12 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         conn = self.redis()
-        for pattern in (self.prefix + "*", f"rq:*{self.job_queue}*"):
-            keys = list(conn.scan_iter(match=pattern, count=1000))
-            for start in range(0, len(keys), 1000):
-                conn.delete(*keys[start:start + 1000])
+        keys = list(conn.scan_iter(match=self.prefix + "*", count=1000))
+        for start in range(0, len(keys), 1000):
+            conn.delete(*keys[start:start + 1000])
+        from webhooks.worker import purge_queue
+
+        purge_queue(conn, self.job_queue)
         conn.close()
         from recordings import db as card_db
 

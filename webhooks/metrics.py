@@ -210,6 +210,13 @@ class HotlineCollector(Collector):
         yield from (calls, blocked, rings, late_family, unsent)
 
 
+def flush_latency(runtime: Runtime) -> None:
+    """Write what the recorder still holds now (shutdown, tests), not a second later."""
+    recorder = getattr(runtime, "_latency_recorder", None)
+    if recorder is not None:
+        recorder.flush()
+
+
 def _recorder(runtime: Runtime) -> LatencyRecorder:
     """One recorder per runtime (per app), created on first use after gunicorn forks."""
     recorder = getattr(runtime, "_latency_recorder", None)

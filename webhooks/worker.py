@@ -94,6 +94,21 @@ def start_background_worker(app: Flask) -> tuple[BackgroundWorker, threading.Thr
     return worker, thread
 
 
+def purge_queue(conn: redis.Redis, name: str) -> int:
+    """Delete a job queue with its registries, its jobs and their results (test and benchmark
+    teardown, a decommissioned hotline); returns how many keys. Other queues' keys are kept:
+    a job's key does not name its queue, so jobs are matched by their `origin`."""
+    keys = list(conn.scan_iter(match=f"rq:*{name}*", count=1000))
+    for job_key in conn.scan_iter(match="rq:job:*", count=1000):
+        if conn.hget(job_key, "origin") == name.encode():
+            job_id = job_key.decode().removeprefix("rq:job:")
+            keys += [job_key, *conn.scan_iter(match=f"rq:results:{job_id}*", count=1000)]
+    for start in range(0, len(keys), 1000):
+        conn.delete(*keys[start:start + 1000])
+    conn.srem("rq:queues", f"rq:queue:{name}")  # rq's index of every queue
+    return len(keys)
+
+
 def run_burst(app: Flask) -> None:
     """Apply every job and card event waiting now (tests and the demo), then return."""
     runtime = app.extensions["hotline"]

@@ -25,6 +25,7 @@ MIGRATION_LOCK_KEY = 7_243_119  # pg_advisory lock id: two processes upgrading a
 
 _lock = threading.Lock()
 _engine: Engine | None = None
+_reader: Engine | None = None
 _url: str | None = None
 _sessions: sessionmaker[Session] | None = None
 
@@ -68,15 +69,26 @@ def make_engine(url: str) -> Engine:
     return eng
 
 
+def make_reader_engine(url: str, main: Engine) -> Engine:
+    """The engine of `reader()`. On PostgreSQL its own small pool in autocommit, without the
+    pre-ping: a webhook's one SELECT is then one round trip, not four (ping, BEGIN, SELECT,
+    ROLLBACK). A connection that died with the server fails that one read (the caller
+    degrades) and SQLAlchemy replaces the pool's connections. SQLite has no round trips: the
+    main engine."""
+    if _is_sqlite(url):
+        return main
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8)
+
+
 def configure(url: str) -> Engine:
     """Point this process at `url`; calling again with the same URL keeps the engine."""
-    global _engine, _url, _sessions
+    global _engine, _reader, _url, _sessions
     with _lock:
         if _engine is not None and _url == url:
             return _engine
-        if _engine is not None:
-            _engine.dispose()
+        _dispose(close=True)
         _engine = make_engine(url)
+        _reader = make_reader_engine(url, _engine)
         _url = url
         _sessions = sessionmaker(_engine, expire_on_commit=False)
         return _engine
@@ -113,9 +125,12 @@ def session(readonly: bool = False) -> Iterator[Session]:
 
 @contextmanager
 def reader() -> Iterator[sa.Connection]:
-    """A plain connection for a hot read path (a webhook): no ORM session to build, no lock
-    taken on SQLite (DEFERRED), rolled back at the end as it never writes."""
-    with engine().connect().execution_options(**{_BEGIN_OPTION: "DEFERRED"}) as conn:
+    """A plain connection for a hot read path (a webhook): no ORM session to build, no
+    transaction on PostgreSQL (`make_reader_engine`), no lock taken on SQLite (DEFERRED).
+    Never write through it."""
+    if _reader is None:
+        raise RuntimeError("recordings.db.configure(url) has not been called in this process")
+    with _reader.connect().execution_options(**{_BEGIN_OPTION: "DEFERRED"}) as conn:
         yield conn
 
 
@@ -162,10 +177,20 @@ def ping() -> bool:
         return False
 
 
+def _dispose(close: bool) -> None:
+    for eng in {id(e): e for e in (_engine, _reader) if e is not None}.values():
+        eng.dispose(close=close)
+
+
+def dispose() -> None:
+    """Close this process's pooled connections (shutdown, a benchmark's teardown)."""
+    with _lock:
+        _dispose(close=True)
+
+
 def _after_fork_in_child() -> None:
     # A forked child (gunicorn --preload) must not share the parent's pooled sockets.
-    if _engine is not None:
-        _engine.dispose(close=False)
+    _dispose(close=False)
 
 
 if hasattr(os, "register_at_fork"):

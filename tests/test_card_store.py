@@ -76,6 +76,22 @@ def test_ping_says_the_database_answers(db: str) -> None:
     assert card_db.ping() is True
 
 
+def test_the_webhooks_card_read_survives_a_dropped_database_connection(db: str) -> None:
+    from webhooks.caller_cards import CallerCard, lookup
+
+    client_id = new_client(ANNA, name="Anna", language="ru")
+    expected = CallerCard(client_id, "Anna", "ru")
+    assert lookup(ANNA) == expected and lookup("+3725999999") is None
+    if card_db.engine().dialect.name != "postgresql":
+        return  # SQLite has no connection to lose
+    with card_db.engine().connect() as conn:  # the server drops every other connection (a restart)
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    first, second = lookup(ANNA), lookup(ANNA)
+    assert first in (None, expected)  # at most the one read on the dead connection degrades
+    assert second == expected  # and the pool has replaced it
+
+
 def test_times_come_back_as_aware_utc_and_naive_ones_are_refused(db: str) -> None:
     client_id = new_client()
     local = datetime(2025, 3, 10, 12, 0, tzinfo=UTC).astimezone(ZoneInfo("Europe/Tallinn"))

@@ -131,6 +131,22 @@ def _float(value: Any) -> float:
     return float(text) if text else 0.0
 
 
+def _agent_rows(rows: Any) -> list[AgentSnapshot]:
+    """Agents as the Lua `snapshot_rows` returns them. hiredis hands back bytes, which float()
+    reads directly: this runs for every agent of a queue on every routed call, so it skips the
+    generic helpers."""
+    return [
+        AgentSnapshot(
+            id=agent_id.decode(),
+            status=status.decode(),
+            idle_since=float(idle) if idle else 0.0,
+            last_offered_at=float(offered) if offered else 0.0,
+            misses=int(float(misses)) if misses else 0,
+        )
+        for agent_id, status, idle, offered, misses in rows
+    ]
+
+
 def _load_script(conn: redis.Redis, name: str, prelude: bool = True) -> Any:
     body = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
     if prelude:
@@ -153,7 +169,8 @@ class LiveState:
         self._release_after_call = _load_script(redis, "release_after_call")
         self._release_missed = _load_script(redis, "release_missed")
         self._update_call = _load_script(redis, "update_call", prelude=False)
-        self._note_dialled = _load_script(redis, "note_dialled", prelude=False)
+        self._note_dialled = _load_script(redis, "note_dialled")
+        self._start_attempt = _load_script(redis, "start_attempt")
         self._end_call = _load_script(redis, "end_call", prelude=False)
         self._start_day = _load_script(redis, "start_day", prelude=False)
         self._count_hit = _load_script(redis, "count_hit", prelude=False)
@@ -188,22 +205,10 @@ class LiveState:
         ids = list(ids)
         if not ids:
             return []
-        rows = self._snapshot(
+        return _agent_rows(self._snapshot(
             keys=[self.keys.status_log] + [self.keys.agent(i) for i in ids],
             args=[_num(now), *ids],
-        )
-        # hiredis hands back bytes, which float() reads directly: this runs for every agent
-        # of a queue on every routed call, so it skips the generic helpers
-        return [
-            AgentSnapshot(
-                id=agent_id.decode(),
-                status=status.decode(),
-                idle_since=float(idle) if idle else 0.0,
-                last_offered_at=float(offered) if offered else 0.0,
-                misses=int(float(misses)) if misses else 0,
-            )
-            for agent_id, status, idle, offered, misses in rows
-        ]
+        ))
 
     def agent(self, agent_id: str, now: float) -> dict[str, str] | None:
         """All fields of one agent (settled as of `now`), for the API and the dashboard."""
@@ -252,20 +257,23 @@ class LiveState:
         count: int,
         now: float,
         ring_until: float,
+        *,
+        dial: bool = False,
     ) -> list[str]:
         """Reserve up to `count` available agents for a call, in candidate order; atomic.
 
         One Lua script walks the candidates, so two calls can never hold the same agent. The
         reservation ends by itself at `ring_until` (set it a little past the Dial timeout) in
-        case the call's callbacks never arrive.
+        case the call's callbacks never arrive. `dial=True` also notes the dial on the call
+        (`note_dialled`) in the same step.
         """
         if count <= 0 or not candidates:
             return []
         ids = list(dict.fromkeys(candidates))  # a duplicate candidate must not skew the walk
         claimed = self._claim(
-            keys=[self.keys.status_log, self.keys.claimed(call_sid)]
-            + [self.keys.agent(i) for i in ids],
-            args=[_num(now), call_sid, count, _num(ring_until), CALL_TTL_SECONDS, *ids],
+            keys=[self.keys.status_log, self.keys.claimed(call_sid), self.keys.call(call_sid),
+                  self.keys.tried(call_sid)] + [self.keys.agent(i) for i in ids],
+            args=[_num(now), call_sid, count, _num(ring_until), CALL_TTL_SECONDS, int(dial), *ids],
         )
         return [_text(i) for i in claimed]
 
@@ -273,17 +281,21 @@ class LiveState:
         """Every agent ever claimed for the call (ring-all: whom to release or count missed)."""
         return {_text(i) for i in self.redis.smembers(self.keys.claimed(call_sid))}
 
-    def mark_on_call(self, agent_id: str, call_sid: str, now: float) -> bool:
-        """The agent accepted the whisper: on_call, and the other ring-all agents are freed.
+    def mark_on_call(self, agent_id: str, call_sid: str, now: float, *, claimed: set[str] | None = None,
+                     e164: str | None = None) -> bool:
+        """The agent accepted the whisper: on_call, the other ring-all agents are freed, and a
+        call we know records `answered_by` and `answered_at`; with `e164`, the agent becomes
+        the number's last agent (sticky routing). One script.
 
         True only if the agent was ringing for this call (or its ring expired just before and
-        nobody claimed the agent since); a repeated callback returns True again.
+        nobody claimed the agent since); a repeated callback returns True again. `claimed`,
+        when the caller has just read it (`call_and_claimed`), saves reading it again.
         """
-        others = sorted(self.claimed(call_sid) - {agent_id})
+        others = sorted((self.claimed(call_sid) if claimed is None else claimed) - {agent_id})
         done = self._mark_on_call(
-            keys=[self.keys.status_log, self.keys.agent(agent_id)]
-            + [self.keys.agent(i) for i in others],
-            args=[_num(now), agent_id, call_sid, *others],
+            keys=[self.keys.status_log, self.keys.agent(agent_id), self.keys.call(call_sid),
+                  self.keys.last_agent(e164) if e164 else ""] + [self.keys.agent(i) for i in others],
+            args=[_num(now), agent_id, call_sid, CALL_TTL_SECONDS, LAST_AGENT_TTL_SECONDS, *others],
         )
         return bool(done)
 
@@ -381,6 +393,14 @@ class LiveState:
         raw = self.redis.hgetall(self.keys.call(sid))
         return {_text(k): _text(v) for k, v in raw.items()} if raw else None
 
+    def call_and_claimed(self, sid: str) -> tuple[dict[str, str] | None, set[str]]:
+        """`get_call` and `claimed` in one round trip (an agent answering reads both)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.call(sid))
+        pipe.smembers(self.keys.claimed(sid))
+        raw, claimed = pipe.execute()
+        return ({_text(k): _text(v) for k, v in raw.items()} if raw else None), {_text(i) for i in claimed}
+
     def end_call(self, sid: str) -> tuple[dict[str, str], set[str]] | None:
         """Mark the call ended; its fields and the agents ever claimed for it, or None when the
         call is unknown or had already ended. Atomic: of two callbacks for one end, one wins."""
@@ -403,22 +423,32 @@ class LiveState:
     def start_attempt(self, sid: str, e164: str | None) -> DialFacts:
         """Count a dial attempt of the call (field `attempt`) and read what the routing decision
         needs: the agents tried so far and who last served the number. One round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(self.keys.call(sid), "attempt", 1)
-        pipe.expire(self.keys.call(sid), CALL_TTL_SECONDS)
-        pipe.smembers(self.keys.tried(sid))
-        if e164:
-            pipe.get(self.keys.last_agent(e164))
-        attempt, _, tried, *last = pipe.execute()
-        last_agent = last[0] if last else None
-        return DialFacts(int(attempt), {_text(i) for i in tried},
-                         _text(last_agent) if last_agent is not None else None)
+        return self.prepare_dial(sid, e164, (), 0.0)[0]
+
+    def prepare_dial(self, sid: str, e164: str | None, agent_ids: Iterable[str], now: float,
+                     fields: Mapping[str, Any] | None = None) -> tuple[DialFacts, list[AgentSnapshot]]:
+        """A dial attempt begins, in one script: a known call takes `fields` first (route_to_queue
+        restarts the attempts of a new queue), the attempt is counted, and the routing decision's
+        inputs are read: DialFacts and the snapshot of `agent_ids` (as `snapshot`)."""
+        ids = list(agent_ids)
+        pairs = [(k, _text(v)) for k, v in (fields or {}).items() if v is not None]
+        args: list[Any] = [CALL_TTL_SECONDS, _num(now), len(pairs)]
+        for name, value in pairs:
+            args += [name, value]
+        attempt, tried, last, rows = self._start_attempt(
+            keys=[self.keys.call(sid), self.keys.tried(sid), self.keys.last_agent(e164) if e164 else "",
+                  self.keys.status_log] + [self.keys.agent(i) for i in ids],
+            args=args + ids,
+        )
+        facts = DialFacts(int(attempt), {_text(i) for i in tried}, _text(last) if last else None)
+        return facts, _agent_rows(rows)
 
     def note_dialled(self, sid: str, agent_ids: Sequence[str], now: float) -> None:
         """The call is ringing these (claimed) agents from `now`: they count as tried, and the
-        call remembers whom it rings and since when. One script, one round trip."""
+        call remembers whom it rings and since when (`claim_agents(dial=True)` does the same in
+        its own step)."""
         self._note_dialled(keys=[self.keys.call(sid), self.keys.tried(sid)],
-                           args=[CALL_TTL_SECONDS, ",".join(agent_ids), str(now), *agent_ids])
+                           args=[CALL_TTL_SECONDS, _num(now), *agent_ids])
 
     def tried(self, sid: str) -> set[str]:
         return {_text(i) for i in self.redis.smembers(self.keys.tried(sid))}
@@ -466,8 +496,10 @@ class LiveState:
 
     # ---- estimated wait -----------------------------------------------------------------
 
-    def record_handle_time(self, queue: str, seconds: float, now: float) -> None:
-        """Remember one call's handle time (talk + wrap-up); the last 50 are kept.
+    def record_handle_time(self, queue: str, seconds: float, now: float) -> int:
+        """Remember one call's handle time (talk + wrap-up); the last 50 are kept. Returns how
+        many wait in the queue's line, read in the same round trip: an agent who just freed up
+        wakes the dispatcher only when someone waits.
 
         `now` is accepted for symmetry with the other writers; only the order matters here.
         """
@@ -475,7 +507,8 @@ class LiveState:
         pipe = self.redis.pipeline()
         pipe.lpush(key, _num(seconds))
         pipe.ltrim(key, 0, HANDLE_TIMES_KEPT - 1)
-        pipe.execute()
+        pipe.zcard(self.keys.line(queue))
+        return int(pipe.execute()[-1])
 
     def average_handle_seconds(self, queue: str) -> float:
         values = [_float(v) for v in self.redis.lrange(self.keys.handle_times(queue), 0, -1)]

@@ -157,3 +157,19 @@ def test_recording_callbacks_travel_in_the_batch_and_link_once(db: str) -> None:
     with pytest.raises(ValueError, match="without RecordingSid"):  # the drainer hands it to RQ, one job each
         jobs.apply_event_batch([jobs.recording_payload({"CallSid": "CAr2"}, "call", None, None, None, CALLER,
                                                        "2026-11-24T10:02:00+00:00")])
+
+
+def test_a_webhooks_card_events_reach_the_list_together_in_the_order_they_were_made(voice: Voice, db: str) -> None:
+    runtime = voice.app.extensions["hotline"]
+    pending = runtime.state.keys.card_events()
+    call = {"AccountSid": ACCOUNT_SID, "CallSid": "CAorder", "From": CALLER, "To": "+3726000000",
+            "CallStatus": "ringing", "Direction": "inbound"}
+    voice.twiml("/voice/incoming", call)
+    # the caller hangs up in the menu: the status callback's own event, then the abandonment
+    assert voice.post("/voice/status", {**call, "CallStatus": "completed", "SequenceNumber": "2"}).status_code == 204
+    sent = [json.loads(raw) for raw in runtime.redis.lrange(pending, 0, -1)]
+    assert [p.get("k") or "status" for p in sent] == ["call_arrived", "status", "call_abandoned"]
+    assert sent[2]["d"]["while"] == "menu"
+    voice.run_jobs()
+    assert {kind for kind, _, _ in rows("CAorder")} == {"call_arrived", "call_completed", "call_abandoned"}
+    assert runtime.redis.llen(pending) == 0

@@ -369,6 +369,59 @@ def test_tried_agents_and_attempts(state: LiveState, redis_conn: redis_lib.Redis
     assert state.get_call("CA-unknown") is None
 
 
+def test_prepare_dial_sets_fields_counts_the_attempt_and_reads_the_decision_inputs(state: LiveState) -> None:
+    state.save_call("CA1", {"from": "+3725550000", "queue": "sales", "attempt": "4"}, T0)
+    state.set_last_agent("+3725550000", "bob")
+    state.claim_agents(["ann"], "CA-other", 1, T0, ring_until=T0 + 30)  # expires before T0 + 31
+    facts, agents = state.prepare_dial("CA1", "+3725550000", ["ann", "bob", "nobody"], T0 + 31,
+                                       {"queue": "support", "attempt": "0", "skip": None})
+    assert facts == (1, set(), "bob")  # the new queue's attempts restart at 1
+    assert [(a.id, a.status) for a in agents] == [("ann", "available"), ("bob", "available")]
+    assert state.snapshot(["ann"], T0 + 31)[0].status == "available"  # the expiry was written back
+    call = state.get_call("CA1") or {}
+    assert (call["queue"], call["attempt"]) == ("support", "1") and "skip" not in call
+    state.note_dialled("CA1", ["ann"], T0 + 32)
+    assert state.prepare_dial("CA1", None, [], T0 + 33) == ((2, {"ann"}, None), [])
+    # an unknown call takes no fields (no hash without its TTL beyond the attempt counter)
+    facts, _ = state.prepare_dial("CA-unknown", None, [], T0, {"queue": "support"})
+    assert facts.attempt == 1 and "queue" not in (state.get_call("CA-unknown") or {})
+
+
+def test_a_claim_for_a_dial_notes_it_on_the_call_in_the_same_step(state: LiveState) -> None:
+    state.save_call("CA1", {"from": "+3725550000", "answered_by": "old"}, T0)
+    assert state.claim_agents(["ann", "bob", "cat"], "CA1", 2, T0 + 1, T0 + 31, dial=True) == ["ann", "bob"]
+    call = state.get_call("CA1") or {}
+    assert (call["claimed"], call["dial_started_at"], call["answered_by"]) == ("ann,bob", repr(T0 + 1), "")
+    assert state.tried("CA1") == {"ann", "bob"}
+    assert state.claim_agents(["ann", "bob"], "CA2", 1, T0 + 2, T0 + 32, dial=True) == []
+    assert state.tried("CA2") == set() and state.get_call("CA2") is None  # nothing claimed, nothing noted
+    state.claim_agents(["cat"], "CA3", 1, T0 + 3, T0 + 33)  # no dial: the call is not touched
+    assert state.get_call("CA3") is None and state.tried("CA3") == set()
+
+
+def test_the_answer_is_noted_on_the_call_and_the_number_remembers_the_agent(state: LiveState) -> None:
+    state.save_call("CA1", {"from": "+3725550000"}, T0)
+    state.claim_agents(["ann", "bob"], "CA1", 2, T0, T0 + 30, dial=True)
+    call, claimed = state.call_and_claimed("CA1")
+    assert call is not None and claimed == {"ann", "bob"}
+    assert state.mark_on_call("bob", "CA1", T0 + 4, claimed=claimed, e164="+3725550000")
+    call = state.get_call("CA1") or {}
+    assert (call["answered_by"], call["answered_at"]) == ("bob", repr(T0 + 4))
+    assert state.last_agent("+3725550000") == "bob"
+    assert status_of(state, "ann", T0 + 5) == "available"  # the rest of the ring-all is freed
+    assert not state.mark_on_call("ann", "CA1", T0 + 6, claimed=claimed, e164="+3725550000")
+    assert state.last_agent("+3725550000") == "bob"  # a refused answer changes nothing
+    assert state.call_and_claimed("CA-unknown") == (None, set())
+
+
+def test_a_handle_time_is_recorded_with_the_lines_length(state: LiveState) -> None:
+    assert state.record_handle_time("support", 60, T0) == 0
+    state.join_line("support", "call:CA1", T0)
+    state.join_line("support", "callback:7", T0 + 1)
+    assert state.record_handle_time("support", 120, T0) == 2
+    assert state.average_handle_seconds("support") == 90
+
+
 def test_a_call_ends_once_with_its_fields_and_claimed_agents(state: LiveState) -> None:
     state.save_call("CA1", {"from": "+3725550000", "queue": "support"}, T0)
     state.claim_agents(["ann", "bob"], "CA1", 2, T0, ring_until=T0 + 30)

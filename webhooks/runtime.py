@@ -126,14 +126,21 @@ class Runtime:
         self.push_card_payload(card_jobs.call_status_payload(params))
 
     def push_card_payload(self, payload: dict[str, Any]) -> None:
+        self.push_card_payloads([payload])
+
+    def push_card_payloads(self, payloads: list[dict[str, Any]]) -> None:
+        """Card events for the drainer, in order, in one RPUSH (a webhook sends what it produced
+        at its end); applied inline when Redis is down, never lost."""
         from recordings import jobs as card_jobs
 
+        if not payloads:
+            return
         try:
-            self.redis.rpush(self.state.keys.card_events(), json.dumps(payload, separators=(",", ":"),
-                                                                       default=str))
+            self.redis.rpush(self.state.keys.card_events(),
+                             *(json.dumps(p, separators=(",", ":"), default=str) for p in payloads))
         except redis_lib.RedisError:
-            log.warning("redis unavailable; applying a card event inline")
-            card_jobs.apply_event_batch([payload])
+            log.warning("redis unavailable; applying %d card event(s) inline", len(payloads))
+            card_jobs.apply_event_batch(payloads)
 
     def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None, **kwargs: Any) -> None:
         """Hand work to a worker; with Redis down, apply it now so no card event is lost."""

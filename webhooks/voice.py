@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import redis as redis_lib
 import structlog
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app, g, request
 from twilio.request_validator import RequestValidator
 
 from recordings import jobs as card_jobs
@@ -100,8 +100,8 @@ def playable(spoken: Prompt) -> Prompt:
 
 def record_event(call: dict[str, str], kind: str, data: dict[str, Any] | None = None, *,
                  key: str | None = None, agent_id: str | None = None, at: datetime | None = None) -> None:
-    """Hand a card event to the worker (applied inline when Redis is down)."""
-    rt().record_card_event(
+    """A card event of this call, sent with the request's others when it ends (`send_card`)."""
+    send_card(card_jobs.event_payload(
         call.get("e164") or call.get("from") or "anonymous",
         kind,
         data or {},
@@ -110,7 +110,31 @@ def record_event(call: dict[str, str], kind: str, data: dict[str, Any] | None = 
         agent_id,
         call.get("queue") or None,
         key,
-    )
+    ))
+
+
+def send_card(payload: dict[str, Any]) -> None:
+    """Queue a card payload for the drainer. A webhook's payloads go in one RPUSH after its
+    answer is built (`flush_card_events`), in the order they were made."""
+    g.setdefault("card_payloads", []).append(payload)
+
+
+@bp.after_request
+def flush_card_events(response: Response) -> Response:
+    """Runs after every answer, the apology included; `teardown_request` is the backstop if
+    an answer could not be finalised. Never raises: the answer must reach Twilio."""
+    payloads = g.pop("card_payloads", None)
+    if payloads:
+        try:
+            rt().push_card_payloads(payloads)  # inline into the database when Redis is down
+        except Exception:  # noqa: BLE001 — Redis and the database both down: say so loudly
+            std_log.exception("could not store %d card event(s)", len(payloads))
+    return response
+
+
+@bp.teardown_request
+def flush_card_events_left(_error: BaseException | None) -> None:
+    flush_card_events(Response())
 
 
 def voicemail_script(rules: Rules, lang: str, call_sid: str, queue: str | None, *,
@@ -369,9 +393,15 @@ def opt_out():
 def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *, intro: Script | None = None):
     runtime = rt()
     now = now_utc()
-    runtime.state.update_call(call["sid"], queue=queue, lang=lang, attempt="0")
+    fields = {"queue": queue, "lang": lang, "attempt": "0"}  # a new queue restarts the attempts
     call["queue"] = queue
     script = intro or Script()
+    if rules.queues[queue].high_volume is None and engine.is_open(rules, queue, now):
+        # no offer to make: straight to the agents, the fields set in the dial's own step
+        script.add(say(rules, lang, "connecting"))
+        script.steps.extend(dial_next(rules, call, queue, lang, fields=fields).steps)
+        return twiml(script)
+    runtime.state.update_call(call["sid"], **fields)
     if not engine.is_open(rules, queue, now):
         next_open = engine.next_open_at(rules, queue, now)
         local_now = now.astimezone(engine.zone(rules))
@@ -385,10 +415,6 @@ def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *,
         script.steps.extend(voicemail_script(rules, lang, call["sid"], queue).steps)
         return twiml(script)
     agents = runtime.state.snapshot(rules.queues[queue].agents, time.time())
-    if rules.queues[queue].high_volume is None:  # no offer to make: go straight to the agents
-        script.add(say(rules, lang, "connecting"))
-        script.steps.extend(dial_next(rules, call, queue, lang, agents=agents).steps)
-        return twiml(script)
     position, wait_seconds, free = line_status(rules, queue, call["sid"], time.time(), agents)
     waiting = runtime.state.line_length(queue)
     if engine.high_volume_triggered(rules, queue, waiting_calls=waiting, estimated_wait_seconds=wait_seconds,
@@ -403,17 +429,18 @@ def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *,
     return twiml(script)
 
 
-def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from_line: bool = False,
+def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, fields: dict[str, str] | None = None,
               agents: list[engine.AgentSnapshot] | None = None) -> Script:
-    """Claim the next agent(s) for this call and dial them, or go to voicemail."""
+    """Claim the next agent(s) for this call and dial them, or go to voicemail. `fields` are
+    set on the call first (in the same step); `agents` is a snapshot the caller just took."""
     runtime = rt()
     state = runtime.state
     now = time.time()
     queue_rules = rules.queues[queue]
     e164 = call.get("e164") or None
-    attempt, tried, last_agent = state.start_attempt(call["sid"], e164)
-    if agents is None:
-        agents = state.snapshot(queue_rules.agents, now)
+    (attempt, tried, last_agent), fresh = state.prepare_dial(
+        call["sid"], e164, queue_rules.agents if agents is None else (), now, fields)
+    agents = fresh if agents is None else agents
     caller = engine.CallerContext(e164=e164, language=cast(Lang, lang), last_agent=last_agent)
     plan = engine.decide_dial(rules, queue, agents, caller, attempt, tried)
     if isinstance(plan, engine.GoToVoicemail) and plan.reason == "no_agent_available" \
@@ -426,13 +453,12 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, from
         return voicemail_script(rules, lang, call["sid"], queue, intro="all_busy")
     count = min(len(plan.candidates), 10) if plan.parallel else 1
     ring_until = now + plan.timeout_seconds + rules.hotline.dial_buffer_seconds + 30
-    claimed = state.claim_agents(plan.candidates, call["sid"], count, now, ring_until)
+    claimed = state.claim_agents(plan.candidates, call["sid"], count, now, ring_until, dial=True)
     if not claimed and queue_rules.high_volume is not None:  # lost a race for the agent: wait in line
         return enqueue_script(rules, call, queue, lang)
     if not claimed:
         record_event(call, "routed_to_voicemail", {"queue": queue, "reason": "no agent free", "attempt": attempt})
         return voicemail_script(rules, lang, call["sid"], queue, intro="all_busy")
-    state.note_dialled(call["sid"], claimed, now)
     targets = [
         DialTarget(
             endpoint=rules.agents[a].endpoint,
@@ -466,12 +492,10 @@ def whisper():
     rules = runtime.rules.current()
     parent_sid = request.args.get("call", "")
     agent_id = request.args.get("agent", "")
-    call = load_call(parent_sid)
-    now = time.time()
-    if runtime.state.mark_on_call(agent_id, parent_sid, now):  # also frees the rest of a ring-all
-        runtime.state.update_call(parent_sid, answered_by=agent_id, answered_at=str(now))
-        if call.get("e164"):
-            runtime.state.set_last_agent(call["e164"], agent_id)
+    found, claimed = runtime.state.call_and_claimed(parent_sid)
+    call = {"sid": parent_sid, **(found or {})}
+    # also frees the rest of a ring-all, notes who answered, and makes them the number's last agent
+    runtime.state.mark_on_call(agent_id, parent_sid, time.time(), claimed=claimed, e164=call.get("e164") or None)
     agent_lang = whisper_language(rules, agent_id)
     client = call.get("client_name") or call.get("e164") or call.get("from") or "unknown caller"
     queue_name = call.get("queue") or ""
@@ -536,10 +560,10 @@ def dial_result():
         # normally written from the agent leg's "answered" callback; the same key makes this a no-op
         record_answer(rules, call, answered_by, ring_facts(call, answered_by, float(call.get("answered_at") or now)))
         duration = int(request.form.get("DialCallDuration") or 0)
-        state.record_handle_time(queue, duration, now)
+        waiting = state.record_handle_time(queue, duration, now)
         record_event(call, "call_handled", {"agent": answered_by, "duration": duration},
                      agent_id=answered_by, key=f"handled:{call_sid}")
-        after_call_hook(rules, call, queue, agent.wrap_up_seconds if agent else 0)
+        after_call_hook(queue, waiting, agent.wrap_up_seconds if agent else 0)
         script = Script()
         if rules.queues[queue].survey:
             script.add(RedirectStep(public_url("voice.survey", lang=lang)))
@@ -568,15 +592,15 @@ def dial_result():
     return twiml(voicemail_script(rules, lang, call_sid, queue, intro="all_busy"))
 
 
-def after_call_hook(rules: Rules, call: dict[str, str], queue: str, wrap_up_seconds: int = 0) -> None:
+def after_call_hook(queue: str, waiting: int, wrap_up_seconds: int = 0) -> None:
     """An agent has freed up (now, or when wrap-up ends): wake what waits for one."""
     from datetime import timedelta
 
     from telephony import dispatch
 
+    if waiting == 0:
+        return  # nobody waits; callbacks not yet due are picked up by the periodic tick
     try:
-        if rt().state.line_length(queue) == 0:
-            return  # nobody waits; callbacks not yet due are picked up by the periodic tick
         if wrap_up_seconds > 0:
             rt().jobs.enqueue_in(timedelta(seconds=wrap_up_seconds), dispatch.agent_freed, queue)
         else:
@@ -617,17 +641,16 @@ def recording():
         rules.default_voicemail_minutes()
     caller = call.get("e164") or call.get("from") or numbers.normalize(form.get("From"), rules.hotline.country) \
         or form.get("From") or None
-    runtime.push_card_payload(card_jobs.recording_payload(
+    send_card(card_jobs.recording_payload(
         form, kind, queue, respond, request.args.get("lang") or call.get("lang"), caller, now_utc().isoformat()))
     return Response(status=204)
 
 
 @bp.post("/status")
 def status():
-    runtime = rt()
     form = request.form.to_dict()
     call_sid = form.get("CallSid", "")
-    runtime.record_call_status(form)
+    send_card(card_jobs.call_status_payload(form))
     if form.get("CallStatus") in TERMINAL_STATUSES and form.get("Direction", "inbound") == "inbound":
         call_ended(call_sid)
     return Response(status=204)
@@ -645,7 +668,8 @@ def call_ended(call_sid: str) -> None:
         return
     call, claimed = ended
     now = time.time()
-    state.release_unanswered(call_sid, None, now, claimed=claimed)
+    # agents still ringing for it; the one who answered is not (nothing to do: no round trip)
+    state.release_unanswered(call_sid, call.get("answered_by") or None, now, claimed=claimed)
     call.setdefault("sid", call_sid)
     waiting_in = call.get("waiting_in")
     if waiting_in:
@@ -858,12 +882,11 @@ def line_connect():
     call = load_call(request.form.get("CallSid", ""))
     queue = known_queue(rules, request.args.get("queue"), call.get("queue"))
     lang = call.get("lang") or rules.hotline.default_language
-    rt().state.update_call(call["sid"], waiting_in="", attempt="0")
     call["queue"] = queue
     waited = time.time() - float(call.get("queued_at") or time.time())
     record_event(call, "dequeued", {"queue": queue, "waited_seconds": round(waited, 1)})
     script = Script().add(say(rules, lang, "connecting"))
-    script.steps.extend(dial_next(rules, call, queue, lang, from_line=True).steps)
+    script.steps.extend(dial_next(rules, call, queue, lang, fields={"waiting_in": "", "attempt": "0"}).steps)
     return twiml(script)
 
 

@@ -63,3 +63,31 @@ local function release_ringing(log_key, keys, ids, call_sid, except_agent, now, 
   end
   return released
 end
+
+-- Settles and reads agents for routing: {id, status, idle_since, last_offered_at, misses} each,
+-- unknown ids left out. keys[i] is the key of ids[i].
+local function snapshot_rows(log_key, keys, ids, now)
+  local out = {}
+  for i = 1, #keys do
+    local status = settle(keys[i], ids[i], now, log_key)
+    if status then
+      local f = redis.call('HMGET', keys[i], 'idle_since', 'last_offered_at', 'misses')
+      out[#out + 1] = {ids[i], status, f[1] or '0', f[2] or '0', f[3] or '0'}
+    end
+  end
+  return out
+end
+
+-- The call rings these claimed agents from now: they count as tried, and a call we know
+-- remembers whom it rings and since when (a stray request must not create a call hash
+-- without its TTL).
+local function note_dialled(call_key, tried_key, ttl, ids, now_s)
+  if #ids == 0 then return end
+  redis.call('SADD', tried_key, unpack(ids))
+  redis.call('EXPIRE', tried_key, ttl)
+  if redis.call('EXISTS', call_key) == 1 then
+    redis.call('HSET', call_key, 'claimed', table.concat(ids, ','), 'dial_started_at', now_s,
+      'answered_by', '')
+    redis.call('EXPIRE', call_key, ttl)
+  end
+end

@@ -1,8 +1,11 @@
--- KEYS: status_log, agent key, other agents claimed for the call...
--- ARGV: now, id, call_sid, other ids...
--- The whisper was accepted: the agent takes the call, the rest of a ring-all is freed.
-local log_key, key = KEYS[1], KEYS[2]
-local now_s, id, call_sid = ARGV[1], ARGV[2], ARGV[3]
+-- KEYS: status_log, agent key, call key, the caller's last-agent key ('' if none),
+--       other agents claimed for the call...
+-- ARGV: now, id, call_sid, call ttl, last-agent ttl, other ids...
+-- The whisper was accepted: the agent takes the call, the rest of a ring-all is freed, and a
+-- call we know records who answered and when (the last-agent key remembers the agent for the
+-- number: sticky routing). Returns 1 when the agent holds the call, 0 otherwise.
+local log_key, key, call_key, last_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now_s, id, call_sid, call_ttl, last_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now = tonumber(now_s)
 local status = settle(key, id, now, log_key)
 if not status then return 0 end
@@ -15,9 +18,14 @@ redis.call('HSET', key, 'status', 'on_call', 'status_since', now_s, 'call_sid', 
   'expired_sid', '', 'ring_until', '')
 log_change(log_key, id, status, 'on_call', 'call:' .. call_sid, now_s, call_sid)
 local keys, ids = {}, {}
-for i = 3, #KEYS do
+for i = 5, #KEYS do
   keys[#keys + 1] = KEYS[i]
   ids[#ids + 1] = ARGV[i + 1]
 end
 release_ringing(log_key, keys, ids, call_sid, id, now, now_s, 'call:' .. call_sid)
+if redis.call('EXISTS', call_key) == 1 then
+  redis.call('HSET', call_key, 'answered_by', id, 'answered_at', now_s)
+  redis.call('EXPIRE', call_key, call_ttl)
+end
+if last_key ~= '' then redis.call('SET', last_key, id, 'EX', last_ttl) end
 return 1

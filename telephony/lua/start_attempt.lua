@@ -1,0 +1,26 @@
+-- KEYS: call key, the call's tried set, the caller's last-agent key ('' when the number is
+-- unknown), status_log, agent keys...
+-- ARGV: ttl, now, number of (field, value) pairs to set first, the pairs, agent ids...
+-- A dial attempt begins: the call takes the given fields (a new queue restarts its attempts),
+-- counts the attempt, and everything the routing decision needs is read in the same step:
+-- the attempt number, the agents tried so far, who last served the number, and the queue's
+-- agents settled as in snapshot.lua. One round trip per routed call instead of four.
+local call_key, tried_key, last_key, log_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ttl, now = ARGV[1], tonumber(ARGV[2])
+local pairs_count = tonumber(ARGV[3])
+if pairs_count > 0 and redis.call('EXISTS', call_key) == 1 then
+  for i = 1, pairs_count do
+    redis.call('HSET', call_key, ARGV[2 + 2 * i], ARGV[3 + 2 * i])
+  end
+end
+local attempt = redis.call('HINCRBY', call_key, 'attempt', 1)
+redis.call('EXPIRE', call_key, ttl)
+local last = false
+if last_key ~= '' then last = redis.call('GET', last_key) end
+local keys, ids = {}, {}
+local first_id = 4 + 2 * pairs_count
+for i = 5, #KEYS do
+  keys[#keys + 1] = KEYS[i]
+  ids[#ids + 1] = ARGV[first_id + i - 5]
+end
+return {attempt, redis.call('SMEMBERS', tried_key), last, snapshot_rows(log_key, keys, ids, now)}

@@ -44,34 +44,49 @@ def cpu_seconds(pid: int) -> float:
     return total + sum(cpu_seconds(int(child)) for child in children)
 
 
+def redis_cpu() -> float:
+    """The local Redis server's CPU seconds (shared by both sides: read around each phase), 0 if
+    it is not a local process we can read."""
+    found = subprocess.run(["pidof", "redis-server"], capture_output=True, text=True).stdout.split()
+    return sum(cpu_seconds(int(pid)) for pid in found)
+
+
 class Side:
     """One revision's app and worker."""
 
-    def __init__(self, name: str, root: Path, agents: int) -> None:
+    def __init__(self, name: str, root: Path, agents: int, web_workers: int) -> None:
         self.name = name
-        self.stack = Stack(agents=agents, root=root).prepare()
+        self.stack = Stack(agents=agents, root=root, web_workers=web_workers).prepare()
         self.url = self.stack.start_app()
         self.stack.start_workers(1)
         self.web_pid, self.worker_pid = self.stack.procs[0].pid, self.stack.procs[1].pid
         self.ratios: list[float] = []
         self.web_ms: list[float] = []
         self.worker_ms: list[float] = []
+        self.redis_ms: list[float] = []
+        self.driver_ms: list[float] = []
 
     def measure(self, calls: int, first: int, baseline: float) -> str:
         web0, worker0 = cpu_seconds(self.web_pid), cpu_seconds(self.worker_pid)
+        redis0, driver0 = redis_cpu(), time.process_time()
         run = sync(run_calls(self.url, calls, 32, first=first))
+        driver = time.process_time() - driver0
         time.sleep(1.0)  # the worker applies the last card events
         count = len(run.hits)
         self.ratios.append(run.throughput / baseline)
         self.web_ms.append((cpu_seconds(self.web_pid) - web0) / count * 1000)
         self.worker_ms.append((cpu_seconds(self.worker_pid) - worker0) / count * 1000)
+        self.redis_ms.append((redis_cpu() - redis0) / count * 1000)
+        self.driver_ms.append(driver / count * 1000)
         return (f"{self.name} {run.throughput:.0f}/s = {self.ratios[-1]:.2f}×, CPU per webhook: web "
-                f"{self.web_ms[-1]:.2f} ms, worker {self.worker_ms[-1]:.2f} ms, errors {run.errors()}")
+                f"{self.web_ms[-1]:.2f} ms, worker {self.worker_ms[-1]:.2f} ms, Redis server "
+                f"{self.redis_ms[-1]:.2f} ms, load driver {self.driver_ms[-1]:.2f} ms, errors {run.errors()}")
 
     def summary(self) -> str:
         return (f"{self.name:>10}: ratio {statistics.median(self.ratios):.2f}× (rounds {', '.join(f'{r:.2f}' for r in self.ratios)}); "
                 f"CPU per webhook web {statistics.median(self.web_ms):.2f} ms, "
-                f"worker {statistics.median(self.worker_ms):.2f} ms")
+                f"worker {statistics.median(self.worker_ms):.2f} ms, Redis server "
+                f"{statistics.median(self.redis_ms):.2f} ms, load driver {statistics.median(self.driver_ms):.2f} ms")
 
 
 def main() -> None:
@@ -80,6 +95,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=800, help="calls per app per round (5 webhooks each)")
     parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn -w, for the apps and the baseline")
     args = parser.parse_args()
 
     revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.against], check=True,
@@ -88,27 +104,35 @@ def main() -> None:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), revision],
                    check=True)
     sides: list[Side] = []
-    base_stack = Stack(agents=1, database="sqlite")
+    base_stack = Stack(agents=1, database="sqlite", web_workers=args.web_workers)
     try:
-        sides = [Side(revision, tree, args.agents), Side("this tree", ROOT, args.agents)]
+        sides = [Side(revision, tree, args.agents, args.web_workers),
+                 Side("this tree", ROOT, args.agents, args.web_workers)]
         baseline = base_stack.prepare().start_baseline()
         print(f"hotline compare — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
               f"{sys.version.split()[0]}, closed loop, 32 calls in flight, {args.calls} calls per app per round")
         sync(run_calls(baseline, 100, 16, baseline=True))
         for side in sides:
             sync(run_calls(side.url, 100, 16))  # warm up
+        base_pid = base_stack.procs[0].pid
         for n in range(args.rounds):
+            web0, driver0 = cpu_seconds(base_pid), time.process_time()
             base = sync(run_calls(baseline, args.calls, 32, baseline=True))
-            print(f"round {n + 1}: baseline {base.throughput:.0f}/s")
+            count = len(base.hits)
+            print(f"round {n + 1}: baseline {base.throughput:.0f}/s, CPU per webhook: web "
+                  f"{(cpu_seconds(base_pid) - web0) / count * 1000:.2f} ms, load driver "
+                  f"{(time.process_time() - driver0) / count * 1000:.2f} ms")
             for side in sides if n % 2 == 0 else sides[::-1]:
                 print("  " + side.measure(args.calls, 100_000 * (n + 1), base.throughput))
         print("medians:")
         for side in sides:
             print("  " + side.summary())
     finally:
-        for side in sides:
-            side.stack.close()
-        base_stack.close()
+        for stack in [side.stack for side in sides] + [base_stack]:
+            try:
+                stack.close()
+            except Exception as error:  # noqa: BLE001 — close the others all the same
+                print(f"could not clean up {stack.prefix}: {error}", file=sys.stderr)
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
 

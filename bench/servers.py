@@ -27,6 +27,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
+if sys.path[0] != str(ROOT):  # the project's packages before bench/: bench/webhooks.py is not `webhooks`
+    sys.path.insert(0, str(ROOT))
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 ACCOUNT_SID = "AC" + "b" * 32
 ADMIN_TOKEN = "bench-admin-token"
@@ -182,8 +184,7 @@ class Stack:
         conn.close()
         from recordings import db as card_db
 
-        if card_db._engine is not None:
-            card_db._engine.dispose()
+        card_db.dispose()
         if self._pg_name:
             admin = sa.create_engine(self.postgres_url, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn_pg:

@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from calls import Run, percentile, post_status_callbacks, sync
 from servers import ADMIN_TOKEN, Stack
 
+from webhooks.settings import web_concurrency  # after servers: bench/webhooks.py is not `webhooks`
+
 
 class RowWatcher(threading.Thread):
     """Notes when each new card event's key first becomes visible to another connection."""
@@ -102,7 +104,7 @@ def main() -> None:
         baseline = stack.start_baseline()
         stack.start_workers(args.workers)
         print(f"hotline card bench — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}, gunicorn -w {stack.web_workers}, {args.database}, "
+              f"Python {platform.python_version()}, gunicorn -w {stack.web_workers or web_concurrency()}, {args.database}, "
               f"{args.workers} RQ worker(s)")
         warm = Run()
         sync(post_status_callbacks(app, 200, 200.0, warm, first=900_000))

@@ -29,6 +29,8 @@ from pathlib import Path
 from calls import run_calls, sync
 from servers import ROOT, Stack
 
+from webhooks.settings import web_concurrency
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -95,7 +97,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=800, help="calls per app per round (5 webhooks each)")
     parser.add_argument("--agents", type=int, default=100)
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn -w, for the apps and the baseline")
+    parser.add_argument("--web-workers", type=int, default=web_concurrency(),
+                        help="gunicorn -w, for the apps and the baseline (default: the Procfile's count here)")
     args = parser.parse_args()
 
     revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.against], check=True,
@@ -110,7 +113,8 @@ def main() -> None:
                  Side("this tree", ROOT, args.agents, args.web_workers)]
         baseline = base_stack.prepare().start_baseline()
         print(f"hotline compare — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
-              f"{sys.version.split()[0]}, closed loop, 32 calls in flight, {args.calls} calls per app per round")
+              f"{sys.version.split()[0]}, closed loop, 32 calls in flight, {args.calls} calls per app per round, "
+              f"gunicorn -w {args.web_workers}")
         sync(run_calls(baseline, 100, 16, baseline=True))
         for side in sides:
             sync(run_calls(side.url, 100, 16))  # warm up

@@ -85,7 +85,7 @@ class Stack:
     database: str = "postgres"  # or "sqlite"
     redis_url: str = DEFAULT_REDIS
     postgres_url: str = DEFAULT_POSTGRES
-    web_workers: int = 2
+    web_workers: int | None = None  # None: webhooks.gunicorn_conf's count, as the Procfile; else `-w N`
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hotline-bench-")))
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -141,10 +141,11 @@ class Stack:
         return proc
 
     def gunicorn(self, app: str, log_name: str, **extra_env: str) -> str:
-        """`gunicorn -w N` on a free port, as the Procfile runs it; returns the base URL."""
+        """gunicorn on a free port as the Procfile runs it (its settings module, or `-w N` when
+        `web_workers` is set: another revision may predate the module); returns the base URL."""
         port = free_port()
-        cmd = [sys.executable, "-m", "gunicorn", "-w", str(self.web_workers), "-b", f"127.0.0.1:{port}",
-               "--backlog", "2048", app]
+        workers = ["-w", str(self.web_workers)] if self.web_workers else ["-c", "python:webhooks.gunicorn_conf"]
+        cmd = [sys.executable, "-m", "gunicorn", *workers, "-b", f"127.0.0.1:{port}", "--backlog", "2048", app]
         self._spawn(cmd, self.env(**extra_env), log_name)
         return f"http://127.0.0.1:{port}"
 

@@ -3,7 +3,8 @@
     .venv/bin/python bench/webhooks.py [--calls 1200] [--rate 300] [--seconds 10]
                                        [--concurrent 1000] [--agents 100] [--database postgres]
 
-Both run `gunicorn -w 2` (the Procfile's web process). The app has the real Redis server
+Both run gunicorn as the Procfile's web process does (`webhooks.gunicorn_conf`: two workers per
+core). The app has the real Redis server
 (db 15, a fresh key prefix), PostgreSQL (a throwaway database) or SQLite and RQ workers
 (`hotline worker`) applying the card events while the load runs. Whole signed call flows
 (bench/calls.py) are offered (1) as fast as the server answers and (2) at a fixed rate, then
@@ -21,6 +22,8 @@ from typing import Any
 
 from calls import Run, double_bookings, percentile, run_calls, sync
 from servers import Stack
+
+from webhooks.settings import web_concurrency  # after servers: bench/webhooks.py is not `webhooks`
 
 
 def wait_for_jobs(stack: Stack, timeout: float = 120.0) -> float:
@@ -86,7 +89,7 @@ def main() -> None:
         baseline = stack.start_baseline()
         stack.start_workers(args.workers)
         print(f"hotline webhooks bench — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}, gunicorn -w {stack.web_workers}, "
+              f"Python {platform.python_version()}, gunicorn -w {stack.web_workers or web_concurrency()}, "
               f"{args.database}, Redis db 15, {args.workers} RQ worker(s), {args.agents} agents")
         sync(run_calls(baseline, 100, 16, baseline=True))  # warm up both
         sync(run_calls(app, 100, 16))

@@ -241,7 +241,6 @@ make_worker(create_app(settings=from_env())).work(with_scheduler=False)
 """
 
 
-@pytest.mark.slow
 def test_worker_killed_mid_batch_the_batch_is_replayed_and_applied_once(
         make_app, db: str, redis_url: str, redis_prefix: str, tmp_path: Path,  # type: ignore[no-untyped-def]
         monkeypatch: pytest.MonkeyPatch) -> None:

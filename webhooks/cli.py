@@ -58,9 +58,10 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
+@click.option("--workers", default=None, type=int,
+              help="gunicorn worker processes  [default: WEB_CONCURRENCY, else two per core]")
 @click.option("--with-worker/--no-worker", default=True, show_default=True, help="also run a job worker")
-def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
+def serve(host: str, port: int, workers: int | None, with_worker: bool) -> None:
     """Run the web app under gunicorn (and a job worker), as the Procfile does."""
     from . import create_app
     from .runtime import child_env
@@ -71,8 +72,8 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
     procs = []
     if with_worker:
         procs.append(subprocess.Popen([sys.executable, "-m", "webhooks.cli", "worker"], env=env))
-    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"{host}:{port}",
-           "--access-logfile", "-", "webhooks:create_app()"]
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "python:webhooks.gunicorn_conf", "-b", f"{host}:{port}",
+           *(["-w", str(workers)] if workers else []), "--access-logfile", "-", "webhooks:create_app()"]
     click.echo(f"Hotline on http://{host}:{port}  (health: /healthz, API: /api/openapi.json)")
     try:
         subprocess.run(cmd, env=env, check=False)

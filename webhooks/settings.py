@@ -102,3 +102,15 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("HOTLINE_LOG_LEVEL", defaults.log_level),
         api_rate_limit=env.get("HOTLINE_API_RATE_LIMIT", defaults.api_rate_limit),
     )
+
+
+def web_concurrency(env: Mapping[str, str] | None = None) -> int:
+    """gunicorn worker processes of one web machine: `WEB_CONCURRENCY`, else two per core.
+
+    A webhook spends part of its time waiting on Redis and SQL round trips; with one sync
+    worker per core a core idles during them (measured: bench/compare.py --web-workers)."""
+    env = os.environ if env is None else env
+    count = _whole_number(env, "WEB_CONCURRENCY", 2 * (os.cpu_count() or 1))
+    if count < 1:
+        raise ValueError(f"WEB_CONCURRENCY: expected at least 1 worker, not {count}")
+    return count

@@ -1,0 +1,72 @@
+"""The web process as the Procfile starts it: gunicorn with `webhooks.gunicorn_conf`."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import AUTH_TOKEN, ROOT, always_open_rules
+from webhooks.settings import web_concurrency
+
+
+def test_web_concurrency_is_two_workers_per_core_unless_set() -> None:
+    assert web_concurrency({}) == 2 * (os.cpu_count() or 1)
+    assert web_concurrency({"WEB_CONCURRENCY": " 3 "}) == 3
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(ValueError, match="WEB_CONCURRENCY"):
+            web_concurrency({"WEB_CONCURRENCY": bad})
+
+
+def procfile_command(process: str) -> list[str]:
+    for line in (ROOT / "Procfile").read_text(encoding="utf-8").splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            return shlex.split(command)
+    raise AssertionError(f"no {process} process in the Procfile")
+
+
+def test_the_procfiles_web_command_serves_the_app_with_its_workers(
+        redis_url: str, redis_prefix: str, db: str, tmp_path: Path, example_rules_text: str) -> None:
+    command = procfile_command("web")
+    assert command[0] == "gunicorn"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(always_open_rules(example_rules_text), encoding="utf-8")
+    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": "3", "REDIS_URL": redis_url,
+           "HOTLINE_REDIS_PREFIX": redis_prefix, "DATABASE_URL": db, "HOTLINE_RULES": str(rules),
+           "HOTLINE_DATA_DIR": str(tmp_path / "var"), "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+           "HOTLINE_LOG_LEVEL": "WARNING", "HOTLINE_JOB_QUEUE": f"{redis_prefix}jobs"}
+    server = subprocess.Popen([sys.executable, "-m", *command], env=env, cwd=ROOT, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        health = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert health is not None, server.stderr.read().decode() if server.stderr else "no output"
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+        while time.monotonic() < deadline and len(children.read_text().split()) < 3:
+            time.sleep(0.1)
+        assert len(children.read_text().split()) == 3  # WEB_CONCURRENCY workers
+        # Twilio reaches it like any webhook: an unsigned request is refused, not a 500
+        assert requests.post(f"http://127.0.0.1:{port}/voice/incoming", data={"CallSid": "CA1"},
+                             timeout=5).status_code == 403
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(10)

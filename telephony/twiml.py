@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol, Union
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
@@ -44,6 +45,9 @@ class GatherStep:
     finish_on_key: str | None = None
     speech_language: str | None = None  # set → input="dtmf speech"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(self.prompts))  # hashable: see render()
+
 
 @dataclass(frozen=True)
 class DialTarget:
@@ -61,6 +65,9 @@ class DialStep:
     caller_id: str | None = None
     ring_tone: str | None = None
     record: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
 
 
 @dataclass(frozen=True)
@@ -204,5 +211,21 @@ def build(script: Script) -> VoiceResponse:
 
 
 def render(script: Script) -> str:
-    """TwiML text; no whitespace before the XML declaration (Twilio error 12100)."""
-    return str(build(script))
+    """TwiML text; no whitespace before the XML declaration (Twilio error 12100).
+
+    Most answers repeat (the greeting and menu of a language at a time of day, a hangup, a
+    thank-you): those are rendered once per process and then reused, since VoiceResponse costs
+    tens of µs per answer. A `<Dial>` names its call in its URLs, so it is never reused.
+    """
+    steps = tuple(script.steps)
+    if any(isinstance(step, DialStep) for step in steps):
+        return str(build(script))
+    try:
+        return _render_steps(steps)
+    except TypeError:  # a step that is not hashable (a caller's own prompt type): no reuse
+        return str(build(script))
+
+
+@lru_cache(maxsize=512)
+def _render_steps(steps: tuple[object, ...]) -> str:
+    return str(build(Script(list(steps))))

@@ -132,7 +132,8 @@ def main() -> None:
 
         client_id = seed_card(stack.database_url, args.events)
         auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        timed_gets(f"{app}/api/clients/{client_id}", 10, auth)
+        # every gunicorn worker's first card costs tens of ms (SQL compile caches): warm them all
+        timed_gets(f"{app}/api/clients/{client_id}", 20 * (stack.web_workers or web_concurrency()), auth)
         base_get = timed_gets(f"{baseline}/", args.gets)
         card_get = timed_gets(f"{app}/api/clients/{client_id}", args.gets, auth)
         page_get = timed_gets(f"{app}/api/clients/{client_id}?limit=200", args.gets // 2, auth)

@@ -169,7 +169,6 @@ class LiveState:
         self._release_after_call = _load_script(redis, "release_after_call")
         self._release_missed = _load_script(redis, "release_missed")
         self._update_call = _load_script(redis, "update_call", prelude=False)
-        self._note_dialled = _load_script(redis, "note_dialled")
         self._start_attempt = _load_script(redis, "start_attempt")
         self._end_call = _load_script(redis, "end_call", prelude=False)
         self._start_day = _load_script(redis, "start_day", prelude=False)
@@ -264,8 +263,9 @@ class LiveState:
 
         One Lua script walks the candidates, so two calls can never hold the same agent. The
         reservation ends by itself at `ring_until` (set it a little past the Dial timeout) in
-        case the call's callbacks never arrive. `dial=True` also notes the dial on the call
-        (`note_dialled`) in the same step.
+        case the call's callbacks never arrive. `dial=True` also notes the dial in the same step:
+        the claimed agents count as tried, and a known call stores `claimed` and
+        `dial_started_at`.
         """
         if count <= 0 or not candidates:
             return []
@@ -420,11 +420,6 @@ class LiveState:
             args += [name, value]
         return bool(self._update_call(keys=[self.keys.call(sid)], args=args + deleted))
 
-    def start_attempt(self, sid: str, e164: str | None) -> DialFacts:
-        """Count a dial attempt of the call (field `attempt`) and read what the routing decision
-        needs: the agents tried so far and who last served the number. One round trip."""
-        return self.prepare_dial(sid, e164, (), 0.0)[0]
-
     def prepare_dial(self, sid: str, e164: str | None, agent_ids: Iterable[str], now: float,
                      fields: Mapping[str, Any] | None = None) -> tuple[DialFacts, list[AgentSnapshot]]:
         """A dial attempt begins, in one script: a known call takes `fields` first (route_to_queue
@@ -442,13 +437,6 @@ class LiveState:
         )
         facts = DialFacts(int(attempt), {_text(i) for i in tried}, _text(last) if last else None)
         return facts, _agent_rows(rows)
-
-    def note_dialled(self, sid: str, agent_ids: Sequence[str], now: float) -> None:
-        """The call is ringing these (claimed) agents from `now`: they count as tried, and the
-        call remembers whom it rings and since when (`claim_agents(dial=True)` does the same in
-        its own step)."""
-        self._note_dialled(keys=[self.keys.call(sid), self.keys.tried(sid)],
-                           args=[CALL_TTL_SECONDS, _num(now), *agent_ids])
 
     def tried(self, sid: str) -> set[str]:
         return {_text(i) for i in self.redis.smembers(self.keys.tried(sid))}

@@ -67,12 +67,12 @@ def _hammer(url: str, prefix: str, worker: int, calls: int, seed: int) -> None:
     for n in range(calls):
         sid = f"CA-p{worker}-{n}"
         candidates = rng.sample(AGENTS, len(AGENTS))
-        claimed = state.claim_agents(candidates, sid, rng.randint(1, 3), T0 + n, FAR)
+        # a call's usual work: the claim notes its dial, and the next attempt reads its facts
+        claimed = state.claim_agents(candidates, sid, rng.randint(1, 3), T0 + n, FAR, dial=True)
         for agent in claimed:
             _hold(conn, prefix, agent, sid)
         claims += len(claimed)
-        state.note_dialled(sid, claimed, T0 + n)  # a call's usual work while its agents ring
-        state.start_attempt(sid, None)
+        state.prepare_dial(sid, None, (), T0 + n)
         _unhold(conn, prefix, claimed)
         if claimed:
             _release(state, rng, claimed, sid, T0 + n)

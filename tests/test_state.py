@@ -354,18 +354,19 @@ def test_call_state_round_trip_with_ttl(state: LiveState, redis_conn: redis_lib.
 def test_tried_agents_and_attempts(state: LiveState, redis_conn: redis_lib.Redis) -> None:
     state.save_call("CA1", {"from": "+3725550000"}, T0)
     assert state.tried("CA1") == set()
-    assert state.start_attempt("CA1", "+3725550000") == (1, set(), None)
-    state.note_dialled("CA1", ["ann", "bob"], T0 + 1)
+    assert state.prepare_dial("CA1", "+3725550000", (), T0)[0] == (1, set(), None)
+    state.claim_agents(["ann", "bob"], "CA1", 2, T0 + 1, T0 + 31, dial=True)
     state.set_last_agent("+3725550000", "bob")
-    assert state.start_attempt("CA1", "+3725550000") == (2, {"ann", "bob"}, "bob")
-    state.note_dialled("CA1", ["ann"], T0 + 2)
+    assert state.prepare_dial("CA1", "+3725550000", (), T0 + 1)[0] == (2, {"ann", "bob"}, "bob")
+    state.release_unanswered("CA1", None, T0 + 2)  # the attempt ended unanswered
+    state.claim_agents(["ann"], "CA1", 1, T0 + 2, T0 + 32, dial=True)
     assert state.tried("CA1") == {"ann", "bob"}
-    assert state.start_attempt("CA1", None) == (3, {"ann", "bob"}, None)
+    assert state.prepare_dial("CA1", None, (), T0 + 2)[0] == (3, {"ann", "bob"}, None)
     call = state.get_call("CA1") or {}
     assert (call["claimed"], call["dial_started_at"], call["answered_by"]) == ("ann", str(T0 + 2), "")
     assert redis_conn.ttl(state.keys.tried("CA1")) > 0
     assert redis_conn.ttl(state.keys.call("CA1")) > 0
-    state.note_dialled("CA-unknown", ["ann"], T0)  # a call Redis no longer knows is not recreated
+    state.claim_agents(["cat"], "CA-unknown", 1, T0, T0 + 30, dial=True)  # a call Redis no longer knows is not recreated
     assert state.get_call("CA-unknown") is None
 
 
@@ -380,7 +381,7 @@ def test_prepare_dial_sets_fields_counts_the_attempt_and_reads_the_decision_inpu
     assert state.snapshot(["ann"], T0 + 31)[0].status == "available"  # the expiry was written back
     call = state.get_call("CA1") or {}
     assert (call["queue"], call["attempt"]) == ("support", "1") and "skip" not in call
-    state.note_dialled("CA1", ["ann"], T0 + 32)
+    state.claim_agents(["ann"], "CA1", 1, T0 + 32, T0 + 62, dial=True)
     assert state.prepare_dial("CA1", None, [], T0 + 33) == ((2, {"ann"}, None), [])
     # an unknown call takes no fields (no hash without its TTL beyond the attempt counter)
     facts, _ = state.prepare_dial("CA-unknown", None, [], T0, {"queue": "support"})

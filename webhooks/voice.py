@@ -119,22 +119,28 @@ def send_card(payload: dict[str, Any]) -> None:
     g.setdefault("card_payloads", []).append(payload)
 
 
-@bp.after_request
-def flush_card_events(response: Response) -> Response:
-    """Runs after every answer, the apology included; `teardown_request` is the backstop if
-    an answer could not be finalised. Never raises: the answer must reach Twilio."""
+def _send_card_events() -> None:
+    """Send what the request queued (once: the list leaves `g`). Never raises: the answer must
+    reach Twilio."""
     payloads = g.pop("card_payloads", None)
     if payloads:
         try:
             rt().push_card_payloads(payloads)  # inline into the database when Redis is down
         except Exception:  # noqa: BLE001 — Redis and the database both down: say so loudly
             std_log.exception("could not store %d card event(s)", len(payloads))
+
+
+@bp.after_request
+def flush_card_events(response: Response) -> Response:
+    """After every answer, the apology included."""
+    _send_card_events()
     return response
 
 
 @bp.teardown_request
 def flush_card_events_left(_error: BaseException | None) -> None:
-    flush_card_events(Response())
+    """The backstop when an answer could not be finalised (after_request did not run)."""
+    _send_card_events()
 
 
 def voicemail_script(rules: Rules, lang: str, call_sid: str, queue: str | None, *,
@@ -396,13 +402,14 @@ def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *,
     fields = {"queue": queue, "lang": lang, "attempt": "0"}  # a new queue restarts the attempts
     call["queue"] = queue
     script = intro or Script()
-    if rules.queues[queue].high_volume is None and engine.is_open(rules, queue, now):
+    is_open = engine.is_open(rules, queue, now)
+    if rules.queues[queue].high_volume is None and is_open:
         # no offer to make: straight to the agents, the fields set in the dial's own step
         script.add(say(rules, lang, "connecting"))
         script.steps.extend(dial_next(rules, call, queue, lang, fields=fields).steps)
         return twiml(script)
     runtime.state.update_call(call["sid"], **fields)
-    if not engine.is_open(rules, queue, now):
+    if not is_open:
         next_open = engine.next_open_at(rules, queue, now)
         local_now = now.astimezone(engine.zone(rules))
         spoken = when_text(lang, next_open.astimezone(engine.zone(rules)), local_now) if next_open else ""

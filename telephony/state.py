@@ -131,6 +131,16 @@ def _float(value: Any) -> float:
     return float(text) if text else 0.0
 
 
+def _field_pairs(fields: Mapping[str, Any]) -> list[Any]:
+    """Call fields as the scripts take them: the number of pairs, then name, value, …
+    (None values are left out)."""
+    flat: list[Any] = []
+    for name, value in fields.items():
+        if value is not None:
+            flat += [name, _text(value)]
+    return [len(flat) // 2, *flat]
+
+
 def _agent_rows(rows: Any) -> list[AgentSnapshot]:
     """Agents as the Lua `snapshot_rows` returns them. hiredis hands back bytes, which float()
     reads directly: this runs for every agent of a queue on every routed call, so it skips the
@@ -413,12 +423,9 @@ class LiveState:
 
     def update_call(self, sid: str, **fields: Any) -> bool:
         """Change fields of a known call (None deletes one); False if the call is unknown."""
-        pairs = [(k, _text(v)) for k, v in fields.items() if v is not None]
         deleted = [k for k, v in fields.items() if v is None]
-        args: list[Any] = [CALL_TTL_SECONDS, len(pairs)]
-        for name, value in pairs:
-            args += [name, value]
-        return bool(self._update_call(keys=[self.keys.call(sid)], args=args + deleted))
+        args = [CALL_TTL_SECONDS, *_field_pairs(fields), *deleted]
+        return bool(self._update_call(keys=[self.keys.call(sid)], args=args))
 
     def prepare_dial(self, sid: str, e164: str | None, agent_ids: Iterable[str], now: float,
                      fields: Mapping[str, Any] | None = None) -> tuple[DialFacts, list[AgentSnapshot]]:
@@ -426,10 +433,7 @@ class LiveState:
         restarts the attempts of a new queue), the attempt is counted, and the routing decision's
         inputs are read: DialFacts and the snapshot of `agent_ids` (as `snapshot`)."""
         ids = list(agent_ids)
-        pairs = [(k, _text(v)) for k, v in (fields or {}).items() if v is not None]
-        args: list[Any] = [CALL_TTL_SECONDS, _num(now), len(pairs)]
-        for name, value in pairs:
-            args += [name, value]
+        args = [CALL_TTL_SECONDS, _num(now), *_field_pairs(fields or {})]
         attempt, tried, last, rows = self._start_attempt(
             keys=[self.keys.call(sid), self.keys.tried(sid), self.keys.last_agent(e164) if e164 else "",
                   self.keys.status_log] + [self.keys.agent(i) for i in ids],

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import redis as redis_lib
 
+from telephony.redis_client import KeptConnection
 from telephony.state import LiveState
 
 AGENTS = [f"agent{n}" for n in range(10)]
@@ -61,7 +62,7 @@ def _release(
 def _hammer(url: str, prefix: str, worker: int, calls: int, seed: int) -> None:
     """One process: claim, hold, release as fast as possible with random candidate orders."""
     conn = redis_lib.Redis.from_url(url)
-    state = LiveState(conn, prefix)
+    state = LiveState(KeptConnection(conn.connection_pool), prefix)  # as a web process has it
     rng = random.Random(seed)
     claims = 0
     for n in range(calls):

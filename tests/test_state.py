@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import redis as redis_lib
 
+from telephony.redis_client import KeptConnection
 from telephony.state import AgentSnapshot, Keys, LiveState, UnknownAgent
 
 T0 = 1_700_000_000.0  # a fixed clock: tests pass `now`, never sleep
@@ -12,7 +13,7 @@ T0 = 1_700_000_000.0  # a fixed clock: tests pass `now`, never sleep
 
 @pytest.fixture
 def state(redis_conn: redis_lib.Redis, redis_prefix: str) -> LiveState:
-    live = LiveState(redis_conn, redis_prefix)
+    live = LiveState(KeptConnection(redis_conn.connection_pool), redis_prefix)  # as the app has it
     live.sync_agents({"ann": True, "bob": True, "cat": True, "dan": False}, T0)
     return live
 

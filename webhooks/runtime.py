@@ -23,6 +23,7 @@ from rq import Queue, Retry
 from recordings import db as card_db
 from routing_rules.loading import load_rules
 from routing_rules.schema import Rules
+from telephony.redis_client import KeptConnection
 from telephony.state import LiveState
 from telephony.twilio_client import make_client
 
@@ -136,7 +137,7 @@ class Runtime:
         if not payloads:
             return
         try:
-            self.redis.rpush(self.state.keys.card_events(),
+            self.state.redis.rpush(self.state.keys.card_events(),
                              *(json.dumps(p, separators=(",", ":"), default=str) for p in payloads))
         except redis_lib.RedisError:
             log.warning("redis unavailable; applying %d card event(s) inline", len(payloads))
@@ -162,7 +163,7 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings=settings,
         redis=conn,
-        state=LiveState(conn, prefix=settings.redis_prefix),
+        state=LiveState(KeptConnection(conn.connection_pool), prefix=settings.redis_prefix),
         jobs=Queue(settings.job_queue, connection=conn),
         rules=rules,
         redis_url=redis_url,

@@ -1,0 +1,62 @@
+"""Callback URLs and the signed URL read the same as Flask's own, on every route and host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import url_for
+
+from webhooks.urls import public_url, quick_signed_url, signed_url
+
+VALUES: list[dict[str, Any]] = [
+    {},
+    {"lang": "et", "repeat": 0},
+    {"call": "CA123", "agent": "ann", "lang": "ru", "attempt": 2},
+    {"queue": None, "kind": "call"},  # None is left out, as url_for does
+    {"q": "a b&c=d/é?!$'()*,:;@+%"},  # what quoting keeps and what it escapes
+]
+ENVIRONS: list[dict[str, Any]] = [
+    {"base_url": "http://localhost"},
+    {"base_url": "https://hotline.example.com:8443"},
+    {"base_url": "http://127.0.0.1:8000", "environ_base": {"SCRIPT_NAME": "/hotline"}},
+]
+
+
+def flask_url(app: Any, endpoint: str, values: dict[str, Any]) -> str:
+    base = app.extensions["hotline"].settings.public_base_url
+    if base:
+        return base + url_for(endpoint, _external=False, **values)
+    return url_for(endpoint, _external=True, **values)
+
+
+@pytest.mark.parametrize("public_base", ["", "https://public.example.org"])
+@pytest.mark.parametrize("environ", ENVIRONS)
+def test_public_url_is_url_for_on_every_voice_route(make_app, public_base: str, environ: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(public_base_url=public_base) if public_base else make_app()
+    endpoints = sorted({rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint.startswith("voice.")})
+    assert len(endpoints) > 15
+    with app.test_request_context("/voice/menu", method="POST", **environ):
+        for endpoint in endpoints:
+            for values in VALUES:
+                for _ in range(2):  # built, then from the per-process cache
+                    assert public_url(endpoint, **values) == flask_url(app, endpoint, values)
+
+
+def test_routes_with_path_variables_and_calls_outside_a_request_use_url_for(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(public_base_url="https://public.example.org")
+    variable = next(rule for rule in app.url_map.iter_rules() if rule.arguments)
+    values = {name: "x1" for name in variable.arguments} | {"extra": "y"}
+    with app.test_request_context("/voice/menu"):
+        assert public_url(variable.endpoint, **values) == flask_url(app, variable.endpoint, values)
+    with app.app_context():  # a job: no request, SERVER_NAME from the public base
+        assert public_url("voice.status", lang="pl") == "https://public.example.org/voice/status?lang=pl"
+
+
+@pytest.mark.parametrize("public_base", ["", "https://public.example.org"])
+@pytest.mark.parametrize("path", ["/voice/menu?lang=et&repeat=1", "/voice/status", "/voice/whisper?call=CA1&agent=a%2Bb"])
+@pytest.mark.parametrize("environ", ENVIRONS)
+def test_quick_signed_url_is_the_signed_url(make_app, public_base: str, path: str, environ: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(public_base_url=public_base) if public_base else make_app()
+    with app.test_request_context(path, method="POST", **environ):
+        assert quick_signed_url() == signed_url()

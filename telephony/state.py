@@ -131,6 +131,11 @@ def _float(value: Any) -> float:
     return float(text) if text else 0.0
 
 
+def _hash(flat: list[Any]) -> dict[str, str]:
+    """A hash as a script returns it (HGETALL inside Lua: name, value, …)."""
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
 def _field_pairs(fields: Mapping[str, Any]) -> list[Any]:
     """Call fields as the scripts take them: the number of pairs, then name, value, …
     (None values are left out)."""
@@ -183,6 +188,9 @@ class LiveState:
         self._end_call = _load_script(redis, "end_call", prelude=False)
         self._start_day = _load_script(redis, "start_day", prelude=False)
         self._count_hit = _load_script(redis, "count_hit", prelude=False)
+        self._save_call = _load_script(redis, "save_call", prelude=False)
+        self._call_and_claimed = _load_script(redis, "call_and_claimed", prelude=False)
+        self._record_handle_time = _load_script(redis, "record_handle_time", prelude=False)
 
     # ---- agents -------------------------------------------------------------------------
 
@@ -390,14 +398,7 @@ class LiveState:
 
     def save_call(self, sid: str, fields: Mapping[str, Any], now: float) -> None:
         """Store (or extend) a call's state; kept 24 h after the last write."""
-        key = self.keys.call(sid)
-        mapping: dict[Any, str] = {k: _text(v) for k, v in fields.items() if v is not None}
-        pipe = self.redis.pipeline()
-        pipe.hsetnx(key, "created_at", _num(now))
-        if mapping:
-            pipe.hset(key, mapping=mapping)
-        pipe.expire(key, CALL_TTL_SECONDS)
-        pipe.execute()
+        self._save_call(keys=[self.keys.call(sid)], args=[CALL_TTL_SECONDS, _num(now), *_field_pairs(fields)])
 
     def get_call(self, sid: str) -> dict[str, str] | None:
         raw = self.redis.hgetall(self.keys.call(sid))
@@ -405,11 +406,8 @@ class LiveState:
 
     def call_and_claimed(self, sid: str) -> tuple[dict[str, str] | None, set[str]]:
         """`get_call` and `claimed` in one round trip (an agent answering reads both)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.call(sid))
-        pipe.smembers(self.keys.claimed(sid))
-        raw, claimed = pipe.execute()
-        return ({_text(k): _text(v) for k, v in raw.items()} if raw else None), {_text(i) for i in claimed}
+        raw, claimed = self._call_and_claimed(keys=[self.keys.call(sid), self.keys.claimed(sid)])
+        return (_hash(raw) if raw else None), {_text(i) for i in claimed}
 
     def end_call(self, sid: str) -> tuple[dict[str, str], set[str]] | None:
         """Mark the call ended; its fields and the agents ever claimed for it, or None when the
@@ -418,7 +416,7 @@ class LiveState:
         if not found:
             return None
         flat, claimed = found
-        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        fields = _hash(flat)
         return fields, {_text(agent) for agent in claimed}
 
     def update_call(self, sid: str, **fields: Any) -> bool:
@@ -495,12 +493,8 @@ class LiveState:
 
         `now` is accepted for symmetry with the other writers; only the order matters here.
         """
-        key = self.keys.handle_times(queue)
-        pipe = self.redis.pipeline()
-        pipe.lpush(key, _num(seconds))
-        pipe.ltrim(key, 0, HANDLE_TIMES_KEPT - 1)
-        pipe.zcard(self.keys.line(queue))
-        return int(pipe.execute()[-1])
+        return int(self._record_handle_time(keys=[self.keys.handle_times(queue), self.keys.line(queue)],
+                                            args=[_num(seconds), HANDLE_TIMES_KEPT]))
 
     def average_handle_seconds(self, queue: str) -> float:
         values = [_float(v) for v in self.redis.lrange(self.keys.handle_times(queue), 0, -1)]

@@ -207,8 +207,11 @@ def test_a_webhook_never_500s_when_redis_is_down(make_app) -> None:  # type: ign
     app = make_app()
     voice = Voice(app)
     runtime = app.extensions["hotline"]
+    from telephony.redis_client import KeptConnection
+    from telephony.state import LiveState
+
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    runtime.state.redis = dead
+    runtime.state = LiveState(KeptConnection(dead.connection_pool), runtime.state.keys.prefix)  # scripts too
     runtime.jobs.connection = dead
     root = voice.twiml("/voice/incoming", call_params("CA-redis-down"))
     assert root.find("Record") is not None  # apology and a voicemail, with 200 and valid TwiML

@@ -60,3 +60,13 @@ def test_quick_signed_url_is_the_signed_url(make_app, public_base: str, path: st
     app = make_app(public_base_url=public_base) if public_base else make_app()
     with app.test_request_context(path, method="POST", **environ):
         assert quick_signed_url() == signed_url()
+
+
+def test_route_urls_kept_per_app_stay_bounded_whatever_the_host(make_app) -> None:  # type: ignore[no-untyped-def]
+    from webhooks.urls import ROUTE_URLS_KEPT
+
+    app = make_app()
+    for n in range(ROUTE_URLS_KEPT + 50):  # a caller choosing a new Host header each time
+        with app.test_request_context("/voice/menu", base_url=f"http://h{n}.example.com"):
+            assert public_url("voice.status") == f"http://h{n}.example.com/voice/status"
+    assert 0 < len(app.extensions["hotline.route_urls"]) <= ROUTE_URLS_KEPT

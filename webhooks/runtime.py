@@ -138,7 +138,7 @@ class Runtime:
             return
         try:
             self.state.redis.rpush(self.state.keys.card_events(),
-                             *(json.dumps(p, separators=(",", ":"), default=str) for p in payloads))
+                                   *(json.dumps(p, separators=(",", ":"), default=str) for p in payloads))
         except redis_lib.RedisError:
             log.warning("redis unavailable; applying %d card event(s) inline", len(payloads))
             card_jobs.apply_event_batch(payloads)

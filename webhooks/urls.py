@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, current_app, has_request_context, request, url_for
+from flask import current_app, has_request_context, request, url_for
 
 QUERY_SAFE = "!$'()*,/:;?@"  # werkzeug's: a query reads exactly as url_for writes it
+ROUTE_URLS_KEPT = 1024
 
 
 def public_url(endpoint: str, **values: Any) -> str:
@@ -20,8 +20,7 @@ def public_url(endpoint: str, **values: Any) -> str:
     if has_request_context():
         environ = request.environ
         host = "" if base else f"{environ['wsgi.url_scheme']}://{_host(environ)}"
-        route = _route_url(current_app._get_current_object(), endpoint, base or "", host,  # type: ignore[attr-defined]
-                           environ.get("SCRIPT_NAME", ""))
+        route = _route_url(endpoint, base or "", host, environ.get("SCRIPT_NAME", ""))
         if route is not None:
             query = urlencode([(k, v) for k, v in values.items() if v is not None], safe=QUERY_SAFE)
             return f"{route}?{query}" if query else route
@@ -30,15 +29,24 @@ def public_url(endpoint: str, **values: Any) -> str:
     return url_for(endpoint, _external=True, **values)
 
 
-@lru_cache(maxsize=1024)  # bounded: the Host header is the caller's to choose
-def _route_url(app: Flask, endpoint: str, base: str, host: str, script_name: str) -> str | None:
+def _route_url(endpoint: str, base: str, host: str, script_name: str) -> str | None:
     """The absolute URL of a route with no variables in its path (every `/voice` route), else
-    None. The key holds all that url_for reads from the request: host, scheme, script root."""
-    if any(rule.arguments for rule in app.url_map.iter_rules(endpoint)):
-        return None
-    if base:
-        return base + url_for(endpoint, _external=False)
-    return url_for(endpoint, _external=True)
+    None; kept per app. The key holds all that url_for reads from the request: host, scheme,
+    script root."""
+    cache: dict[tuple[str, ...], str | None] = current_app.extensions.setdefault("hotline.route_urls", {})
+    key = (endpoint, base, host, script_name)
+    if key in cache:
+        return cache[key]
+    if len(cache) >= ROUTE_URLS_KEPT:  # bounded: the Host header is the caller's to choose
+        cache.clear()
+    if any(rule.arguments for rule in current_app.url_map.iter_rules(endpoint)):
+        url = None
+    elif base:
+        url = base + url_for(endpoint, _external=False)
+    else:
+        url = url_for(endpoint, _external=True)
+    cache[key] = url
+    return url
 
 
 def _host(environ: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
--- Shared by every agent script (state.py prepends it). Two ideas live here:
+-- Shared by the live-state scripts (state.py prepends it). Two ideas live here:
 -- settle(): an ended wrap-up or an expired reservation becomes available when the agent
 -- is next touched, so nothing needs a timer and no agent stays reserved forever;
 -- log_change(): every status change is appended to one capped stream, so
@@ -13,6 +13,11 @@ local LOG_MAXLEN = 10000
 local function log_change(log_key, agent, from, to, by, at, call_sid)
   redis.call('XADD', log_key, 'MAXLEN', '~', LOG_MAXLEN, '*',
     'agent', agent, 'from', from, 'to', to, 'by', by, 'at', at, 'call_sid', call_sid or '')
+end
+
+-- Writes `count` (field, value) pairs of ARGV, the first at ARGV[first], into the hash `key`.
+local function set_pairs(key, first, count)
+  if count > 0 then redis.call('HSET', key, unpack(ARGV, first, first + 2 * count - 1)) end
 end
 
 local function num(value)

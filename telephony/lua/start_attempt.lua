@@ -8,11 +8,7 @@
 local call_key, tried_key, last_key, log_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ttl, now = ARGV[1], tonumber(ARGV[2])
 local pairs_count = tonumber(ARGV[3])
-if pairs_count > 0 and redis.call('EXISTS', call_key) == 1 then
-  for i = 1, pairs_count do
-    redis.call('HSET', call_key, ARGV[2 + 2 * i], ARGV[3 + 2 * i])
-  end
-end
+if redis.call('EXISTS', call_key) == 1 then set_pairs(call_key, 4, pairs_count) end
 local attempt = redis.call('HINCRBY', call_key, 'attempt', 1)
 redis.call('EXPIRE', call_key, ttl)
 local last = false

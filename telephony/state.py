@@ -29,7 +29,6 @@ STATUSES: Final = (AVAILABLE, RINGING, ON_CALL, WRAP_UP, AWAY, OFFLINE)
 PERSON_STATUSES: Final = frozenset({AVAILABLE, AWAY, OFFLINE})
 
 CALL_TTL_SECONDS: Final = 24 * 3600  # a call's state outlives any call; then Redis frees it
-ONCE_TTL_SECONDS: Final = 24 * 3600  # Twilio retries callbacks within hours, not days
 HANDLE_TIMES_KEPT: Final = 50  # recent enough to follow the day, enough to smooth outliers
 DEFAULT_HANDLE_SECONDS: Final = 180  # a typical support call, until the queue has data
 LAST_AGENT_TTL_SECONDS: Final = 90 * 86400  # sticky routing follows a recent relationship
@@ -97,9 +96,6 @@ class Keys:
 
     def handle_times(self, queue: str) -> str:
         return f"{self.prefix}handle_times:{queue}"
-
-    def once(self, key: str) -> str:
-        return f"{self.prefix}once:{key}"
 
     def last_agent(self, e164: str) -> str:
         return f"{self.prefix}last_agent:{e164}"
@@ -443,11 +439,8 @@ class LiveState:
     def tried(self, sid: str) -> set[str]:
         return {_text(i) for i in self.redis.smembers(self.keys.tried(sid))}
 
-    def set_last_agent(self, e164: str, agent_id: str) -> None:
-        """Remember who last served this number, for the sticky strategy."""
-        self.redis.set(self.keys.last_agent(e164), agent_id, ex=LAST_AGENT_TTL_SECONDS)
-
     def last_agent(self, e164: str) -> str | None:
+        """Who last served this number (sticky routing); `mark_on_call` remembers them."""
         value = self.redis.get(self.keys.last_agent(e164))
         return _text(value) if value is not None else None
 
@@ -506,9 +499,3 @@ class LiveState:
             return 0
         rounds = math.ceil(position / max(1, agents_on_duty))
         return round(self.average_handle_seconds(queue) * rounds)
-
-    # ---- idempotency --------------------------------------------------------------------
-
-    def once(self, key: str, ttl_seconds: int = ONCE_TTL_SECONDS) -> bool:
-        """True only the first time `key` is seen: Twilio may deliver a callback twice."""
-        return bool(self.redis.set(self.keys.once(key), "1", nx=True, ex=ttl_seconds))

@@ -99,8 +99,10 @@ def test_a_batch_that_cannot_be_applied_goes_to_rq_one_payload_per_job(voice: Vo
     from rq.registry import ScheduledJobRegistry
 
     runtime = voice.app.extensions["hotline"]
-    runtime.record_card_event(CALLER, "call_arrived", {}, "2026-11-24T10:00:00+00:00", "CAbad", key="arrived:CAbad")
-    runtime.record_card_event(CALLER, "no_such_kind", {}, "2026-11-24T10:00:01+00:00", "CAbad")
+    runtime.push_card_payloads([
+        jobs.event_payload(CALLER, "call_arrived", {}, "2026-11-24T10:00:00+00:00", "CAbad", key="arrived:CAbad"),
+        jobs.event_payload(CALLER, "no_such_kind", {}, "2026-11-24T10:00:01+00:00", "CAbad"),
+    ])
     voice.run_jobs()
     assert [kind for kind, _, _ in rows("CAbad")] == ["call_arrived"]  # the good one still lands
     retried = ScheduledJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection)
@@ -130,8 +132,8 @@ def test_a_waiting_drainer_lingers_so_a_burst_lands_in_one_transaction(
     monkeypatch.setattr(jobs, "apply_event_batch", counting)  # counts the transactions, applies for real
     waiter.start()
     for n in range(6):  # a burst: the first wakes the drainer, the rest arrive while it lingers
-        runtime.record_card_event(CALLER, "menu_choice", {"digits": str(n)}, f"2026-11-24T10:00:0{n}+00:00",
-                                  "CAburst", None, None, f"burst:{n}")
+        runtime.push_card_payloads([jobs.event_payload(
+            CALLER, "menu_choice", {"digits": str(n)}, f"2026-11-24T10:00:0{n}+00:00", "CAburst", None, None, f"burst:{n}")])
     waiter.join(5 + card_events.LINGER_SECONDS + 5)
     assert result == [6] and applied == [6]
     assert len(rows("CAburst")) == 6

@@ -37,7 +37,6 @@ def test_every_key_is_under_the_prefix(redis_conn: redis_lib.Redis, redis_prefix
         keys.claimed("CA1"),
         keys.line("q"),
         keys.handle_times("q"),
-        keys.once("k"),
         keys.last_agent("+3725550000"),
     ]
     assert all(n.startswith(redis_prefix) for n in names)
@@ -352,12 +351,20 @@ def test_call_state_round_trip_with_ttl(state: LiveState, redis_conn: redis_lib.
     assert state.get_call("CA-unknown") is None
 
 
+def served_by(state: LiveState, e164: str, agent_id: str, now: float) -> None:
+    """The number's last agent, as a real answer leaves it: claimed, answered, freed."""
+    sid = f"CA-served-{agent_id}-{now}"
+    assert state.claim_agents([agent_id], sid, 1, now, now + 30) == [agent_id]
+    assert state.mark_on_call(agent_id, sid, now, e164=e164)
+    assert state.release_after_call(agent_id, sid, now, wrap_up_seconds=0)
+
+
 def test_tried_agents_and_attempts(state: LiveState, redis_conn: redis_lib.Redis) -> None:
     state.save_call("CA1", {"from": "+3725550000"}, T0)
     assert state.tried("CA1") == set()
     assert state.prepare_dial("CA1", "+3725550000", (), T0)[0] == (1, set(), None)
+    served_by(state, "+3725550000", "bob", T0)
     state.claim_agents(["ann", "bob"], "CA1", 2, T0 + 1, T0 + 31, dial=True)
-    state.set_last_agent("+3725550000", "bob")
     assert state.prepare_dial("CA1", "+3725550000", (), T0 + 1)[0] == (2, {"ann", "bob"}, "bob")
     state.release_unanswered("CA1", None, T0 + 2)  # the attempt ended unanswered
     state.claim_agents(["ann"], "CA1", 1, T0 + 2, T0 + 32, dial=True)
@@ -373,7 +380,7 @@ def test_tried_agents_and_attempts(state: LiveState, redis_conn: redis_lib.Redis
 
 def test_prepare_dial_sets_fields_counts_the_attempt_and_reads_the_decision_inputs(state: LiveState) -> None:
     state.save_call("CA1", {"from": "+3725550000", "queue": "sales", "attempt": "4"}, T0)
-    state.set_last_agent("+3725550000", "bob")
+    served_by(state, "+3725550000", "bob", T0 - 60)
     state.claim_agents(["ann"], "CA-other", 1, T0, ring_until=T0 + 30)  # expires before T0 + 31
     facts, agents = state.prepare_dial("CA1", "+3725550000", ["ann", "bob", "nobody"], T0 + 31,
                                        {"queue": "support", "attempt": "0", "skip": None})
@@ -439,8 +446,8 @@ def test_a_call_ends_once_with_its_fields_and_claimed_agents(state: LiveState) -
 
 def test_last_agent_is_remembered_per_number(state: LiveState) -> None:
     assert state.last_agent("+3725550000") is None
-    state.set_last_agent("+3725550000", "ann")
-    state.set_last_agent("+3725550000", "bob")
+    served_by(state, "+3725550000", "ann", T0)
+    served_by(state, "+3725550000", "bob", T0 + 60)
     assert state.last_agent("+3725550000") == "bob"
 
 
@@ -500,13 +507,3 @@ def test_estimated_wait_averages_the_last_fifty_handle_times(state: LiveState) -
         state.record_handle_time("support", 100, T0)
     assert state.average_handle_seconds("support") == 100
     assert state.estimated_wait_seconds("support", position=5, agents_on_duty=2) == 300
-
-
-# ---- idempotency ------------------------------------------------------------------------
-
-
-def test_once_is_true_only_the_first_time(state: LiveState, redis_conn: redis_lib.Redis) -> None:
-    assert state.once("status:CA1:3")
-    assert not state.once("status:CA1:3")
-    assert state.once("status:CA1:4", ttl_seconds=60)
-    assert 0 < redis_conn.ttl(state.keys.once("status:CA1:4")) <= 60

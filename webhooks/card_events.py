@@ -1,7 +1,7 @@
 """The batched writer's drainer: webhook card events from a Redis list to the card store.
 
 Webhooks RPUSH one compact JSON payload per card event onto `Keys.card_events("pending")`
-(`Runtime.record_card_event`, status callbacks via `Runtime.record_call_status`). A drainer in the worker
+(a request's events together, by `Runtime.push_card_payloads` at its end). A drainer in the worker
 process moves up to `BATCH` of them at a time, atomically (Lua), onto
 `Keys.card_events("processing")`, applies them in one transaction
 (`recordings.jobs.apply_event_batch`), then removes them from `processing`. A drainer that dies

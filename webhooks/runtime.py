@@ -111,24 +111,6 @@ class Runtime:
 
         return public_url(endpoint, **values)
 
-    def record_card_event(self, e164: str, kind: str, data: dict[str, Any], at_iso: str,
-                          call_sid: str | None = None, agent_id: str | None = None,
-                          queue: str | None = None, key: str | None = None) -> None:
-        """A card event produced by a webhook: one RPUSH onto the batched writer's list
-        (`webhooks/card_events.py` drains it); applied inline when Redis is down, never lost."""
-        from recordings import jobs as card_jobs
-
-        self.push_card_payload(card_jobs.event_payload(e164, kind, data, at_iso, call_sid, agent_id, queue, key))
-
-    def record_call_status(self, params: dict[str, Any]) -> None:
-        """A Twilio call status callback (one card event each, the bulk of the traffic): batched."""
-        from recordings import jobs as card_jobs
-
-        self.push_card_payload(card_jobs.call_status_payload(params))
-
-    def push_card_payload(self, payload: dict[str, Any]) -> None:
-        self.push_card_payloads([payload])
-
     def push_card_payloads(self, payloads: list[dict[str, Any]]) -> None:
         """Card events for the drainer, in order, in one RPUSH (a webhook sends what it produced
         at its end); applied inline when Redis is down, never lost."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -72,9 +72,9 @@ class AgentState(Protocol):
     def misses(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class AgentSnapshot:
-    """An agent as live state sees it now; times are epoch seconds."""
+class AgentSnapshot(NamedTuple):
+    """An agent as live state sees it now; times are epoch seconds. A named tuple, not a frozen
+    dataclass: one is built for every agent of a queue on every routed call, in half the time."""
 
     id: str
     status: str  # available, ringing, on_call, wrap_up, away, offline

@@ -147,13 +147,8 @@ def _agent_rows(rows: Any) -> list[AgentSnapshot]:
     reads directly: this runs for every agent of a queue on every routed call, so it skips the
     generic helpers."""
     return [
-        AgentSnapshot(
-            id=agent_id.decode(),
-            status=status.decode(),
-            idle_since=float(idle) if idle else 0.0,
-            last_offered_at=float(offered) if offered else 0.0,
-            misses=int(float(misses)) if misses else 0,
-        )
+        AgentSnapshot(agent_id.decode(), status.decode(), float(idle) if idle else 0.0,
+                      float(offered) if offered else 0.0, int(float(misses)) if misses else 0)
         for agent_id, status, idle, offered, misses in rows
     ]
 
@@ -425,7 +420,8 @@ class LiveState:
                      fields: Mapping[str, Any] | None = None) -> tuple[DialFacts, list[AgentSnapshot]]:
         """A dial attempt begins, in one script: a known call takes `fields` first (route_to_queue
         restarts the attempts of a new queue), the attempt is counted, and the routing decision's
-        inputs are read: DialFacts and the snapshot of `agent_ids` (as `snapshot`)."""
+        inputs are read: DialFacts and the snapshot (as `snapshot`) of those of `agent_ids` the
+        call can be offered to: available and not tried yet, all `engine.decide_dial` uses."""
         ids = list(agent_ids)
         args = [CALL_TTL_SECONDS, _num(now), *_field_pairs(fields or {})]
         attempt, tried, last, rows = self._start_attempt(

@@ -70,14 +70,17 @@ local function release_ringing(log_key, keys, ids, call_sid, except_agent, now, 
 end
 
 -- Settles and reads agents for routing: {id, status, idle_since, last_offered_at, misses} each,
--- unknown ids left out. keys[i] is the key of ids[i].
-local function snapshot_rows(log_key, keys, ids, now)
+-- unknown ids left out. keys[i] is the key of ids[i]. Given `skip` (a set of ids: those the call
+-- already tried), only available agents not in it are returned: all a dial decision can use. This runs for every agent of a queue on every routed call, so an agent
+-- costs one HMGET; only a ringing or wrapping-up one is settled (a second read).
+local function snapshot_rows(log_key, keys, ids, now, skip)
   local out = {}
   for i = 1, #keys do
-    local status = settle(keys[i], ids[i], now, log_key)
-    if status then
-      local f = redis.call('HMGET', keys[i], 'idle_since', 'last_offered_at', 'misses')
-      out[#out + 1] = {ids[i], status, f[1] or '0', f[2] or '0', f[3] or '0'}
+    local f = redis.call('HMGET', keys[i], 'status', 'idle_since', 'last_offered_at', 'misses')
+    local status = f[1]
+    if status == 'ringing' or status == 'wrap_up' then status = settle(keys[i], ids[i], now, log_key) end
+    if status and (not skip or (status == 'available' and not skip[ids[i]])) then
+      out[#out + 1] = {ids[i], status, f[2] or '0', f[3] or '0', f[4] or '0'}
     end
   end
   return out

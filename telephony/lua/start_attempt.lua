@@ -4,7 +4,8 @@
 -- A dial attempt begins: the call takes the given fields (a new queue restarts its attempts),
 -- counts the attempt, and everything the routing decision needs is read in the same step:
 -- the attempt number, the agents tried so far, who last served the number, and the queue's
--- agents settled as in snapshot.lua. One round trip per routed call instead of four.
+-- agents settled as in snapshot.lua, of whom only those the call can be offered to (available,
+-- not tried yet) are returned. One round trip per routed call instead of four.
 local call_key, tried_key, last_key, log_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ttl, now = ARGV[1], tonumber(ARGV[2])
 local pairs_count = tonumber(ARGV[3])
@@ -19,4 +20,7 @@ for i = 5, #KEYS do
   keys[#keys + 1] = KEYS[i]
   ids[#ids + 1] = ARGV[first_id + i - 5]
 end
-return {attempt, redis.call('SMEMBERS', tried_key), last, snapshot_rows(log_key, keys, ids, now)}
+local tried = redis.call('SMEMBERS', tried_key)
+local skip = {}
+for _, id in ipairs(tried) do skip[id] = true end
+return {attempt, tried, last, snapshot_rows(log_key, keys, ids, now, skip)}

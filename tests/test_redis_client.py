@@ -85,3 +85,38 @@ def test_a_forked_child_takes_its_own_connection(redis_conn: redis_lib.Redis, re
     assert os.waitstatus_to_exitcode(status) == 0
     assert child_id and child_id != parent_id
     assert kept.client_id() == parent_id  # the parent's connection was left alone
+
+
+def test_an_error_reply_is_raised_and_the_connection_kept(redis_conn: redis_lib.Redis, redis_prefix: str) -> None:
+    kept = KeptConnection(redis_conn.connection_pool)
+    first = kept.client_id()
+    kept.set(f"{redis_prefix}text", "not a number")
+    with pytest.raises(redis_lib.ResponseError, match="not an integer"):
+        kept.incr(f"{redis_prefix}text")
+    assert kept.get(f"{redis_prefix}text") == b"not a number"  # the answer after the error is its own
+    assert kept.client_id() == first
+
+
+def test_answers_are_parsed_as_redis_py_parses_them(redis_conn: redis_lib.Redis, redis_prefix: str) -> None:
+    kept = KeptConnection(redis_conn.connection_pool)
+    key = f"{redis_prefix}parsed"
+    assert kept.set(key, "1") is True
+    assert kept.expire(key, 60) is True
+    assert kept.hset(f"{key}:h", mapping={"a": "1", "b": "2"}) == 2
+    assert kept.hgetall(f"{key}:h") == {b"a": b"1", b"b": b"2"}
+    kept.zadd(f"{key}:z", {"x": 1.5})
+    assert kept.zrange(f"{key}:z", 0, -1, withscores=True) == [(b"x", 1.5)]  # options reach the parser
+    script = kept.register_script("return redis.call('GET', KEYS[1])")
+    assert script(keys=[key]) == b"1"
+
+
+def test_a_command_cut_off_mid_answer_drops_the_connection(redis_url: str, redis_prefix: str) -> None:
+    pool = redis_lib.ConnectionPool.from_url(redis_url, socket_timeout=0.2)
+    kept = KeptConnection(pool)
+    first = kept.client_id()
+    with pytest.raises(redis_lib.TimeoutError):
+        kept.blpop([f"{redis_prefix}empty"], timeout=2)  # the answer comes after the socket gives up
+    assert kept.connection is not None and not kept.connection.is_connected  # never read half an answer
+    assert kept.ping()  # sent once, on a new connection: no retry of the command that failed
+    assert kept.client_id() != first
+    pool.disconnect()

@@ -396,6 +396,18 @@ def test_prepare_dial_sets_fields_counts_the_attempt_and_reads_the_decision_inpu
     assert facts.attempt == 1 and "queue" not in (state.get_call("CA-unknown") or {})
 
 
+def test_prepare_dial_returns_only_the_agents_the_call_can_be_offered(state: LiveState) -> None:
+    state.save_call("CA1", {"from": "+3725550000"}, T0)
+    state.claim_agents(["ann"], "CA1", 1, T0, T0 + 30, dial=True)  # tried on this call, ringing
+    state.release_unanswered("CA1", None, T0 + 1)  # available again, but already tried
+    state.claim_agents(["bob"], "CA-other", 1, T0 + 1, T0 + 31)  # ringing for another call
+    state.claim_agents(["cat"], "CA-old", 1, T0 - 60, T0 - 30)  # its ring expired: settled to available
+    _, agents = state.prepare_dial("CA1", None, ["ann", "bob", "cat", "dan", "nobody"], T0 + 2)
+    assert [(a.id, a.status) for a in agents] == [("cat", "available")]
+    assert {a.id: a.status for a in state.snapshot(["ann", "bob", "cat", "dan"], T0 + 2)} == {
+        "ann": "available", "bob": "ringing", "cat": "available", "dan": "offline"}  # the snapshot has everyone
+
+
 def test_a_claim_for_a_dial_notes_it_on_the_call_in_the_same_step(state: LiveState) -> None:
     state.save_call("CA1", {"from": "+3725550000", "answered_by": "old"}, T0)
     assert state.claim_agents(["ann", "bob", "cat"], "CA1", 2, T0 + 1, T0 + 31, dial=True) == ["ann", "bob"]

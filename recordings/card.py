@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from routing_rules.outbound import ConvenientWindow
 
+from . import db
 from .models import (
     CALLBACK_OPEN_STATUSES,
     OPT_OUT_SOURCES,
@@ -292,10 +293,10 @@ _CALLER_FACTS = (
 )
 
 
-def caller_facts(conn: sa.Connection, e164: str) -> tuple[int, str | None, str | None] | None:
+def caller_facts(e164: str) -> tuple[int, str | None, str | None] | None:
     """(client id, name, language) of the card holding this number: what a greeting needs,
     read without loading the card (the hot path of every inbound call)."""
-    row = conn.execute(_CALLER_FACTS, {"e164": e164}).first()
+    row = db.read_first(_CALLER_FACTS, {"e164": e164})
     return (row[0], row[1], row[2]) if row else None
 
 

@@ -11,12 +11,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # writers queue behind each other instead of failing at once
@@ -70,7 +71,7 @@ def make_engine(url: str) -> Engine:
 
 
 def make_reader_engine(url: str, main: Engine) -> Engine:
-    """The engine of `reader()`. On PostgreSQL its own small pool in autocommit, without the
+    """The engine of `read_first()`. On PostgreSQL its own small pool in autocommit, without the
     pre-ping: a webhook's one SELECT is then one round trip, not four (ping, BEGIN, SELECT,
     ROLLBACK). A connection that died with the server fails that one read (the caller
     degrades) and SQLAlchemy replaces the pool's connections. SQLite has no round trips: the
@@ -123,15 +124,46 @@ def session(readonly: bool = False) -> Iterator[Session]:
         s.close()
 
 
-@contextmanager
-def reader() -> Iterator[sa.Connection]:
-    """A plain connection for a hot read path (a webhook): no ORM session to build, no
-    transaction on PostgreSQL (`make_reader_engine`), no lock taken on SQLite (DEFERRED).
-    Never write through it."""
-    if _reader is None:
+def read_first(stmt: sa.ClauseElement, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The first row of `stmt` on the reader engine (`make_reader_engine`), for a webhook's
+    hot read. Never write through it.
+
+    The statement runs on the DBAPI cursor: it is compiled once per engine, and SQLAlchemy's
+    per-execution machinery (context, result objects, events) cost more client CPU than the
+    query's own round trip. What that machinery does on a fault is kept: a connection that
+    failed as a disconnect is invalidated, so the pool replaces it and the caller's fault is
+    one read. Plain column types only: no result processing is applied.
+    """
+    eng = _reader
+    if eng is None:
         raise RuntimeError("recordings.db.configure(url) has not been called in this process")
-    with _reader.connect().execution_options(**{_BEGIN_OPTION: "DEFERRED"}) as conn:
-        yield conn
+    sql, names = _compiled(eng, stmt)
+    values: Any = tuple(params[name] for name in names) if names is not None else params
+    raw = eng.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql, values)
+            return cursor.fetchone()  # type: ignore[no-any-return]
+        except eng.dialect.loaded_dbapi.Error as error:
+            if eng.dialect.is_disconnect(error, raw.dbapi_connection, cursor):
+                raw.invalidate(error)
+            raise
+        finally:
+            cursor.close()
+    finally:
+        raw.close()  # back to the pool (or dropped, when invalidated)
+
+
+def _compiled(eng: Engine, stmt: sa.ClauseElement) -> tuple[str, tuple[str, ...] | None]:
+    """(SQL text, parameter order for a positional driver or None) of `stmt` on `eng`."""
+    cache: dict[sa.ClauseElement, tuple[str, tuple[str, ...] | None]] = eng.__dict__.setdefault("_hotline_sql", {})
+    found = cache.get(stmt)  # keyed by the statement itself: module constants, a handful
+    if found is None:
+        compiled = cast(SQLCompiler, stmt.compile(dialect=eng.dialect))
+        order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        found = cache[stmt] = (str(compiled), order)
+    return found
 
 
 def upgrade(url: str, revision: str = "head") -> None:

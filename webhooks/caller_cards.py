@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from recordings import card, db
+from recordings import card
 
 log = logging.getLogger("hotline.caller_cards")
 
@@ -22,8 +22,7 @@ def lookup(e164: str | None) -> CallerCard | None:
     if not e164:
         return None
     try:
-        with db.reader() as conn:
-            facts = card.caller_facts(conn, e164)
+        facts = card.caller_facts(e164)
         return CallerCard(*facts) if facts else None
     except Exception:
         log.exception("card lookup failed; continuing without the card")

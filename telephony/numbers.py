@@ -177,6 +177,15 @@ def country_of(e164: str) -> str | None:
     return region_of(e164)[0]
 
 
+def caller_of(raw: str | None, default_region: str = "EE") -> tuple[str | None, str | None]:
+    """(E.164, ISO country) of a caller's number from one parse: what a greeting needs;
+    (None, None) as `normalize` gives None."""
+    number = parse(raw, default_region)
+    if number is None:
+        return None, None
+    return e164_of(number), region_of_number(number)[0]
+
+
 def zones_key(number: PhoneNumber, e164: str, kind: int) -> tuple[str, bool]:
     """What a number's zones depend on: its first 9 digits and whether its type is geographic.
 

@@ -129,6 +129,7 @@ def test_unknown_zone_is_dropped_and_invalid_has_no_zones() -> None:
 ])
 def test_normalize_formats(raw: str, region: str, expected: str) -> None:
     assert numbers.normalize(raw, region) == expected
+    assert numbers.caller_of(raw, region) == (expected, numbers.country_of(expected))  # one parse, same answer
 
 
 @pytest.mark.parametrize("raw", [
@@ -138,6 +139,7 @@ def test_normalize_formats(raw: str, region: str, expected: str) -> None:
 ])
 def test_normalize_rejects_what_cannot_be_dialled(raw: str | None) -> None:
     assert numbers.normalize(raw, "EE") is None
+    assert numbers.caller_of(raw, "EE") == (None, None)
 
 
 @pytest.mark.parametrize(("number", "expected"), [

@@ -294,9 +294,8 @@ def incoming():
     form = request.form
     call_sid = form.get("CallSid", "")
     raw_from = form.get("From", "")
-    e164 = numbers.normalize(raw_from, rules.hotline.country)
+    e164, caller_country = numbers.caller_of(raw_from, rules.hotline.country)
     card = caller_cards.lookup(e164)  # None when unknown or the database is down
-    caller_country = numbers.country_of(e164) if e164 else None
     lang = engine.choose_language(rules, card.language if card else None, caller_country)
     call = {
         "sid": call_sid, "from": raw_from, "e164": e164 or "", "to": form.get("To", ""),

@@ -100,6 +100,7 @@ def test_an_error_reply_is_raised_and_the_connection_kept(redis_conn: redis_lib.
 def test_answers_are_parsed_as_redis_py_parses_them(redis_conn: redis_lib.Redis, redis_prefix: str) -> None:
     kept = KeptConnection(redis_conn.connection_pool)
     key = f"{redis_prefix}parsed"
+    assert kept.set(key, bytearray(b"raw")) is True and kept.get(key) == b"raw"  # redis-py's own packer
     assert kept.set(key, "1") is True
     assert kept.expire(key, 60) is True
     assert kept.hset(f"{key}:h", mapping={"a": "1", "b": "2"}) == 2

@@ -54,9 +54,9 @@ def test_the_procfiles_web_command_serves_the_app_with_its_workers(
         health = None
         while time.monotonic() < deadline and server.poll() is None:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still booting
                 time.sleep(0.1)
         assert health is not None, server.stderr.read().decode() if server.stderr else "no output"
         assert health.status_code == 200 and health.json()["status"] == "ok"

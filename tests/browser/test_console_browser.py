@@ -86,15 +86,19 @@ def new_client(name: str = "Maria Tamm", e164: str = EE_CALLER) -> int:
 
 
 def test_each_role_logs_in_to_its_home_page(open_as, served_app) -> None:  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     from recordings import card, db
+    from recordings.dashboard import local_day
+    from routing_rules import engine
 
     client_id = new_client()
     now = datetime.now(UTC)
+    app, _ = served_app
+    start, _ = local_day(now, engine.zone(app.extensions["hotline"].rules.current()))
     with db.session() as s:
         for i, within in enumerate((True, True, False, True)):
-            at = now - timedelta(minutes=20 * i)
+            at = now - (now - start) * i / 4  # all on the hotline's local today, even just after midnight
             card.append_event(s, client_id, "call_arrived", {}, at, f"CA{i}")
             card.append_event(s, client_id, "call_answered", {"within_target": within, "rings": 2 + 2 * (not within)},
                               at, f"CA{i}", agent_id="anna", queue="support")

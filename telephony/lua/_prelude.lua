@@ -70,17 +70,20 @@ local function release_ringing(log_key, keys, ids, call_sid, except_agent, now, 
 end
 
 -- Settles and reads agents for routing: {id, status, idle_since, last_offered_at, misses} each,
--- unknown ids left out. keys[i] is the key of ids[i]. Given `skip` (a set of ids: those the call
--- already tried), only available agents not in it are returned: all a dial decision can use. This runs for every agent of a queue on every routed call, so an agent
--- costs one HMGET; only a ringing or wrapping-up one is settled (a second read).
-local function snapshot_rows(log_key, keys, ids, now, skip)
+-- unknown ids left out. The agents' keys are KEYS[first_key], KEYS[first_key + 1], ... and their
+-- ids ARGV[first_id], ... in the same order. Given `skip` (a set of ids: those the call already
+-- tried), only available agents not in it are returned: all a dial decision can use. This runs
+-- for every agent of a queue on every routed call, so an agent costs one HMGET; only a ringing
+-- or wrapping-up one is settled (a second read).
+local function snapshot_rows(log_key, first_key, first_id, now, skip)
   local out = {}
-  for i = 1, #keys do
-    local f = redis.call('HMGET', keys[i], 'status', 'idle_since', 'last_offered_at', 'misses')
+  for i = 0, #KEYS - first_key do
+    local key, id = KEYS[first_key + i], ARGV[first_id + i]
+    local f = redis.call('HMGET', key, 'status', 'idle_since', 'last_offered_at', 'misses')
     local status = f[1]
-    if status == 'ringing' or status == 'wrap_up' then status = settle(keys[i], ids[i], now, log_key) end
-    if status and (not skip or (status == 'available' and not skip[ids[i]])) then
-      out[#out + 1] = {ids[i], status, f[2] or '0', f[3] or '0', f[4] or '0'}
+    if status == 'ringing' or status == 'wrap_up' then status = settle(key, id, now, log_key) end
+    if status and (not skip or (status == 'available' and not skip[id])) then
+      out[#out + 1] = {id, status, f[2] or '0', f[3] or '0', f[4] or '0'}
     end
   end
   return out

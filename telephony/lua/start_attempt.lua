@@ -14,13 +14,7 @@ local attempt = redis.call('HINCRBY', call_key, 'attempt', 1)
 redis.call('EXPIRE', call_key, ttl)
 local last = false
 if last_key ~= '' then last = redis.call('GET', last_key) end
-local keys, ids = {}, {}
-local first_id = 4 + 2 * pairs_count
-for i = 5, #KEYS do
-  keys[#keys + 1] = KEYS[i]
-  ids[#ids + 1] = ARGV[first_id + i - 5]
-end
 local tried = redis.call('SMEMBERS', tried_key)
 local skip = {}
 for _, id in ipairs(tried) do skip[id] = true end
-return {attempt, tried, last, snapshot_rows(log_key, keys, ids, now, skip)}
+return {attempt, tried, last, snapshot_rows(log_key, 5, 4 + 2 * pairs_count, now, skip)}

@@ -19,10 +19,10 @@ class KeptConnection(redis.Redis):
     sends several, one at a time, so the live state keeps its connection instead. Like the
     pool, it looks at the connection before each command (one `poll()`): one the server
     closed (a restart, `CLIENT KILL`, an idle timeout) is made anew before the command is
-    sent; a command is never retried after. It connects on the first command, not when built, so a web
-    process starts while Redis is down; after a fork the child takes a connection of its own
-    (the parent's socket is never shared). Threads take turns on the connection: keep
-    blocking commands on a pooled client.
+    sent; a command is never retried after. It connects on the first command, not when
+    built, so a web process starts while Redis is down; after a fork the child takes a
+    connection of its own (the parent's socket is never shared). Threads take turns on the
+    connection: keep blocking commands on a pooled client.
     """
 
     def __init__(self, pool: redis.ConnectionPool) -> None:

@@ -60,7 +60,7 @@ def quick_signed_url() -> str:
     environ = request.environ
     base = current_app.extensions["hotline"].settings.public_base_url
     if not base:
-        base = f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST', '')}{environ.get('SCRIPT_NAME', '')}"
+        base = f"{environ['wsgi.url_scheme']}://{_host(environ)}{environ.get('SCRIPT_NAME', '')}"
     query = environ.get("QUERY_STRING", "")
     return f"{base}{environ.get('PATH_INFO', '')}?{query}" if query else f"{base}{environ.get('PATH_INFO', '')}"
 

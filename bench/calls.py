@@ -23,8 +23,6 @@ import aiohttp
 from servers import ACCOUNT_SID, AUTH_TOKEN, HOTLINE_NUMBER
 from twilio.request_validator import RequestValidator
 
-BASELINE_PATHS = ("/voice/incoming", "/voice/menu", "/voice/whisper", "/voice/dial-result", "/voice/status")
-
 
 def percentile(values: list[float], q: float) -> float:
     if not values:
@@ -106,12 +104,11 @@ def double_bookings(bookings: list[Booking]) -> int:
 
 class Caller:
     def __init__(self, base: str, session: aiohttp.ClientSession, pacer: Pacer, run: Run, *,
-                 baseline: bool = False, talk: tuple[float, float] = (0.0, 0.0)) -> None:
+                 talk: tuple[float, float] = (0.0, 0.0)) -> None:
         self.base = base
         self.session = session
         self.pacer = pacer
         self.run = run
-        self.baseline = baseline
         self.talk = talk
         self.validator = RequestValidator(AUTH_TOKEN)
 
@@ -134,11 +131,6 @@ class Caller:
         base = {"AccountSid": ACCOUNT_SID, "CallSid": sid, "From": caller, "To": HOTLINE_NUMBER,
                 "Caller": caller, "Called": HOTLINE_NUMBER, "CallStatus": "ringing",
                 "Direction": "inbound", "ApiVersion": "2010-04-01"}
-        if self.baseline:
-            for path in BASELINE_PATHS:
-                await self.post(path, base)
-            self.outcome("baseline")
-            return
         _, body = await self.post("/voice/incoming", base)
         gather = ET.fromstring(body).find("Gather")
         if gather is None:
@@ -182,16 +174,17 @@ class Caller:
             self.run.accepted[f"status:{sid}:0"] = time.time()
 
 
-async def run_calls(base: str, count: int, inflight: int, *, rate: float | None = None, baseline: bool = False,
+async def run_calls(base: str, count: int, inflight: int, *, rate: float | None = None,
                     talk: tuple[float, float] = (0.0, 0.0), connections: int = 128, first: int = 0) -> Run:
-    """`count` calls, at most `inflight` at once; every request waits for its slot at `rate`/s."""
+    """`count` calls, at most `inflight` at once; every request waits for its slot at `rate`/s.
+    The same flow drives the app and the baseline (bench/twiml_baseline.py answers in kind)."""
     run = Run()
     pacer = Pacer(rate)
     gate = asyncio.Semaphore(inflight)
     connector = aiohttp.TCPConnector(limit=connections, force_close=True)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        caller = Caller(base, session, pacer, run, baseline=baseline, talk=talk)
+        caller = Caller(base, session, pacer, run, talk=talk)
 
         async def one(n: int) -> None:
             async with gate:

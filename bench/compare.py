@@ -115,13 +115,13 @@ def main() -> None:
         print(f"hotline compare — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
               f"{sys.version.split()[0]}, closed loop, 32 calls in flight, {args.calls} calls per app per round, "
               f"gunicorn -w {args.web_workers}")
-        sync(run_calls(baseline, 100, 16, baseline=True))
+        sync(run_calls(baseline, 100, 16))
         for side in sides:
             sync(run_calls(side.url, 100, 16))  # warm up
         base_pid = base_stack.procs[0].pid
         for n in range(args.rounds):
             web0, driver0 = cpu_seconds(base_pid), time.process_time()
-            base = sync(run_calls(baseline, args.calls, 32, baseline=True))
+            base = sync(run_calls(baseline, args.calls, 32))
             count = len(base.hits)
             print(f"round {n + 1}: baseline {base.throughput:.0f}/s, CPU per webhook: web "
                   f"{(cpu_seconds(base_pid) - web0) / count * 1000:.2f} ms, load driver "

@@ -91,12 +91,12 @@ def main() -> None:
         print(f"hotline webhooks bench — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}, gunicorn -w {stack.web_workers or web_concurrency()}, "
               f"{args.database}, Redis db 15, {args.workers} RQ worker(s), {args.agents} agents")
-        sync(run_calls(baseline, 100, 16, baseline=True))  # warm up both
+        sync(run_calls(baseline, 100, 16))  # warm up both
         sync(run_calls(app, 100, 16))
         wait_for_jobs(stack)
 
         print(f"max throughput (closed loop, {args.inflight} calls in flight):")
-        base_max = sync(run_calls(baseline, args.calls, args.inflight, baseline=True))
+        base_max = sync(run_calls(baseline, args.calls, args.inflight))
         print(line("baseline (constant TwiML)", base_max))
         app_max = sync(run_calls(app, args.calls, args.inflight, first=10_000))
         print(line("hotline", app_max))
@@ -106,7 +106,7 @@ def main() -> None:
 
         count = max(1, round(args.rate * args.seconds / 5))
         print(f"fixed offered rate {args.rate:.0f} webhooks/s for {args.seconds:.0f} s ({count} calls):")
-        base_fixed = sync(run_calls(baseline, count, 400, rate=args.rate, baseline=True))
+        base_fixed = sync(run_calls(baseline, count, 400, rate=args.rate))
         print(line("baseline", base_fixed))
         app_fixed = sync(run_calls(app, count, 400, rate=args.rate, first=20_000))
         print(line("hotline", app_fixed))

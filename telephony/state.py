@@ -160,28 +160,65 @@ def _load_script(conn: redis.Redis, name: str, prelude: bool = True) -> Any:
     return conn.register_script(body)
 
 
+# A carrier script's own body runs as a function; around it, the card events it carries (see
+# `_Carrier`) are taken off the end of KEYS and ARGV first and pushed onto their list after.
+_CARRY_BEFORE: Final = """
+local carried = tonumber(table.remove(ARGV))
+local card_list, card_events = nil, {}
+if carried > 0 then
+  card_list = table.remove(KEYS)
+  for i = carried, 1, -1 do card_events[i] = table.remove(ARGV) end
+end
+local function body()
+"""
+_CARRY_AFTER: Final = """
+end
+local result = body()
+if carried > 0 then redis.call('RPUSH', card_list, unpack(card_events)) end
+return result
+"""
+
+
+class _Carrier:
+    """A live-state script that can carry a request's card events: they are pushed onto the
+    card events' list in the same script, after its own writes. A webhook's last write then
+    takes them along instead of a separate RPUSH (one round trip fewer). If the script fails,
+    nothing was pushed: the caller still holds the events and sends them the usual way."""
+
+    def __init__(self, conn: redis.Redis, name: str, events_key: str) -> None:
+        prelude = (_LUA_DIR / "_prelude.lua").read_text(encoding="utf-8")
+        body = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+        self.script = conn.register_script(prelude + "\n" + _CARRY_BEFORE + body + _CARRY_AFTER)
+        self.events_key = events_key
+
+    def __call__(self, keys: list[Any], args: list[Any], carry: Sequence[str] = ()) -> Any:
+        if carry:
+            return self.script(keys=[*keys, self.events_key], args=[*args, *carry, len(carry)])
+        return self.script(keys=keys, args=[*args, 0])
+
+
 class LiveState:
     """Agents, calls and waiting lines of one hotline, shared by all processes via Redis."""
 
     def __init__(self, redis: redis.Redis, prefix: str = "hotline:") -> None:
         self.redis = redis
         self.keys = Keys(prefix)
+        events = self.keys.card_events()  # where carried card events go (`_Carrier`)
         self._sync = _load_script(redis, "sync_agents")
         self._snapshot = _load_script(redis, "snapshot")
-        self._claim = _load_script(redis, "claim_agents")
+        self._claim = _Carrier(redis, "claim_agents", events)
         self._set_status = _load_script(redis, "set_status")
         self._mark_on_call = _load_script(redis, "mark_on_call")
         self._release_unanswered = _load_script(redis, "release_unanswered")
-        self._release_after_call = _load_script(redis, "release_after_call")
+        self._release_after_call = _Carrier(redis, "release_after_call", events)
         self._release_missed = _load_script(redis, "release_missed")
         self._update_call = _load_script(redis, "update_call")
         self._start_attempt = _load_script(redis, "start_attempt")
-        self._end_call = _load_script(redis, "end_call", prelude=False)
+        self._end_call = _Carrier(redis, "end_call", events)
         self._start_day = _load_script(redis, "start_day", prelude=False)
         self._count_hit = _load_script(redis, "count_hit", prelude=False)
-        self._save_call = _load_script(redis, "save_call")
+        self._save_call = _Carrier(redis, "save_call", events)
         self._call_and_claimed = _load_script(redis, "call_and_claimed", prelude=False)
-        self._record_handle_time = _load_script(redis, "record_handle_time", prelude=False)
 
     # ---- agents -------------------------------------------------------------------------
 
@@ -267,6 +304,7 @@ class LiveState:
         ring_until: float,
         *,
         dial: bool = False,
+        carry: Sequence[str] = (),
     ) -> list[str]:
         """Reserve up to `count` available agents for a call, in candidate order; atomic.
 
@@ -274,7 +312,7 @@ class LiveState:
         reservation ends by itself at `ring_until` (set it a little past the Dial timeout) in
         case the call's callbacks never arrive. `dial=True` also notes the dial in the same step:
         the claimed agents count as tried, and a known call stores `claimed` and
-        `dial_started_at`.
+        `dial_started_at`. `carry`: card events pushed in the same script (`_Carrier`).
         """
         if count <= 0 or not candidates:
             return []
@@ -283,6 +321,7 @@ class LiveState:
             keys=[self.keys.status_log, self.keys.claimed(call_sid), self.keys.call(call_sid),
                   self.keys.tried(call_sid)] + [self.keys.agent(i) for i in ids],
             args=[_num(now), call_sid, count, _num(ring_until), CALL_TTL_SECONDS, int(dial), *ids],
+            carry=carry,
         )
         return [_text(i) for i in claimed]
 
@@ -340,6 +379,21 @@ class LiveState:
         )
         return bool(done)
 
+    def release_after_talk(self, agent_id: str, call_sid: str, now: float, wrap_up_seconds: float, queue: str,
+                           handle_seconds: float, carry: Sequence[str] = ()) -> tuple[bool, int]:
+        """An answered call ended: `release_after_call`, and the queue remembers the call's
+        handle time (the last 50 are kept, for wait estimates), in one script that also pushes
+        the `carry`d card events. Returns (released, callers waiting in the queue's line): an
+        agent who just freed up wakes the dispatcher only when someone waits."""
+        wrap_up_until = now + max(0.0, float(wrap_up_seconds))
+        released, waiting = self._release_after_call(
+            keys=[self.keys.status_log, self.keys.agent(agent_id), self.keys.handle_times(queue),
+                  self.keys.line(queue)],
+            args=[_num(now), agent_id, call_sid, _num(wrap_up_until), _num(handle_seconds), HANDLE_TIMES_KEPT],
+            carry=carry,
+        )
+        return bool(released), int(waiting)
+
     def release_missed(
         self, agent_id: str, call_sid: str, now: float, miss_limit: int
     ) -> tuple[str | None, int]:
@@ -387,9 +441,11 @@ class LiveState:
 
     # ---- calls --------------------------------------------------------------------------
 
-    def save_call(self, sid: str, fields: Mapping[str, Any], now: float) -> None:
-        """Store (or extend) a call's state; kept 24 h after the last write."""
-        self._save_call(keys=[self.keys.call(sid)], args=[CALL_TTL_SECONDS, _num(now), *_field_pairs(fields)])
+    def save_call(self, sid: str, fields: Mapping[str, Any], now: float, carry: Sequence[str] = ()) -> None:
+        """Store (or extend) a call's state; kept 24 h after the last write. `carry`: card
+        events pushed in the same script (`_Carrier`)."""
+        self._save_call(keys=[self.keys.call(sid)], args=[CALL_TTL_SECONDS, _num(now), *_field_pairs(fields)],
+                        carry=carry)
 
     def get_call(self, sid: str) -> dict[str, str] | None:
         raw = self.redis.hgetall(self.keys.call(sid))
@@ -400,10 +456,12 @@ class LiveState:
         raw, claimed = self._call_and_claimed(keys=[self.keys.call(sid), self.keys.claimed(sid)])
         return (_hash(raw) if raw else None), {_text(i) for i in claimed}
 
-    def end_call(self, sid: str) -> tuple[dict[str, str], set[str]] | None:
+    def end_call(self, sid: str, carry: Sequence[str] = ()) -> tuple[dict[str, str], set[str]] | None:
         """Mark the call ended; its fields and the agents ever claimed for it, or None when the
-        call is unknown or had already ended. Atomic: of two callbacks for one end, one wins."""
-        found = self._end_call(keys=[self.keys.call(sid), self.keys.claimed(sid)], args=[CALL_TTL_SECONDS])
+        call is unknown or had already ended. Atomic: of two callbacks for one end, one wins.
+        `carry`: card events pushed in the same script (`_Carrier`), whatever it finds."""
+        found = self._end_call(keys=[self.keys.call(sid), self.keys.claimed(sid)], args=[CALL_TTL_SECONDS],
+                               carry=carry)
         if not found:
             return None
         flat, claimed = found
@@ -474,16 +532,6 @@ class LiveState:
         return [(_text(m), float(s)) for m, s in members]
 
     # ---- estimated wait -----------------------------------------------------------------
-
-    def record_handle_time(self, queue: str, seconds: float, now: float) -> int:
-        """Remember one call's handle time (talk + wrap-up); the last 50 are kept. Returns how
-        many wait in the queue's line, read in the same round trip: an agent who just freed up
-        wakes the dispatcher only when someone waits.
-
-        `now` is accepted for symmetry with the other writers; only the order matters here.
-        """
-        return int(self._record_handle_time(keys=[self.keys.handle_times(queue), self.keys.line(queue)],
-                                            args=[_num(seconds), HANDLE_TIMES_KEPT]))
 
     def average_handle_seconds(self, queue: str) -> float:
         values = [_float(v) for v in self.redis.lrange(self.keys.handle_times(queue), 0, -1)]

@@ -435,12 +435,41 @@ def test_the_answer_is_noted_on_the_call_and_the_number_remembers_the_agent(stat
     assert state.call_and_claimed("CA-unknown") == (None, set())
 
 
-def test_a_handle_time_is_recorded_with_the_lines_length(state: LiveState) -> None:
-    assert state.record_handle_time("support", 60, T0) == 0
-    state.join_line("support", "call:CA1", T0)
+def test_the_end_of_a_talk_frees_the_agent_and_keeps_the_handle_time_with_the_lines_length(
+        state: LiveState) -> None:
+    state.claim_agents(["ann"], "CA1", 1, T0, T0 + 30)
+    state.mark_on_call("ann", "CA1", T0 + 2)
+    assert state.release_after_talk("ann", "CA1", T0 + 62, 5, "support", 60) == (True, 0)
+    assert status_of(state, "ann", T0 + 63) == "wrap_up"
+    state.join_line("support", "call:CA2", T0)
     state.join_line("support", "callback:7", T0 + 1)
-    assert state.record_handle_time("support", 120, T0) == 2
+    # a repeated Dial action frees nobody (the agent no longer holds CA1); the time is kept all the same
+    assert state.release_after_talk("ann", "CA1", T0 + 70, 0, "support", 120) == (False, 2)
+    assert status_of(state, "ann", T0 + 66) == "available"  # the first release's wrap-up ended, nothing else
     assert state.average_handle_seconds("support") == 90
+
+
+def test_a_carrier_script_pushes_the_card_events_after_its_own_writes(
+        state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    events = state.keys.card_events()
+    state.save_call("CA1", {"from": "+3725550000"}, T0, carry=['{"n":1}', '{"n":2}'])
+    assert state.get_call("CA1") == {"created_at": repr(T0), "from": "+3725550000"}
+    claimed = state.claim_agents(["ann", "bob"], "CA1", 1, T0, T0 + 30, dial=True, carry=['{"n":3}'])
+    assert claimed == ["ann"] and state.tried("CA1") == {"ann"}  # the agents' ids were not mistaken for events
+    state.mark_on_call("ann", "CA1", T0 + 1)
+    assert state.release_after_talk("ann", "CA1", T0 + 9, 0, "q", 8, carry=['{"n":4}']) == (True, 0)
+    ended = state.end_call("CA1", carry=['{"n":5}'])
+    assert ended is not None and ended[1] == {"ann"}
+    assert state.end_call("CA1", carry=['{"n":6}']) is None  # an end seen twice still sends its events
+    state.save_call("CA2", {"from": "+3725550001"}, T0)  # nothing carried: nothing pushed
+    assert redis_conn.lrange(events, 0, -1) == [b'{"n":%d}' % n for n in range(1, 7)]
+
+
+def test_a_carrier_script_that_fails_pushes_no_card_event(state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    redis_conn.set(state.keys.call("CA1"), "not a hash")
+    with pytest.raises(redis_lib.ResponseError):
+        state.save_call("CA1", {"from": "+3725550000"}, T0, carry=['{"n":1}'])
+    assert redis_conn.llen(state.keys.card_events()) == 0
 
 
 def test_a_call_ends_once_with_its_fields_and_claimed_agents(state: LiveState) -> None:
@@ -514,8 +543,8 @@ def test_estimated_wait_defaults_to_three_minutes_per_round(state: LiveState) ->
 
 def test_estimated_wait_averages_the_last_fifty_handle_times(state: LiveState) -> None:
     for _ in range(10):
-        state.record_handle_time("support", 1000, T0)
+        state.release_after_talk("ann", "CA-none", T0, 0, "support", 1000)  # frees nobody, keeps the time
     for _ in range(50):
-        state.record_handle_time("support", 100, T0)
+        state.release_after_talk("ann", "CA-none", T0, 0, "support", 100)
     assert state.average_handle_seconds("support") == 100
     assert state.estimated_wait_seconds("support", position=5, agents_on_duty=2) == 300

@@ -160,6 +160,48 @@ def test_agent_answers_then_wraps_up_and_the_card_says_within_target(voice: Voic
     assert answered.data["within_target"] is True and answered.data["rings"] <= 3
 
 
+def test_an_answered_call_s_card_events_ride_with_its_live_state_writes(make_app, example_rules_text: str,  # type: ignore[no-untyped-def]
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    data = yaml.safe_load(always_open_rules(example_rules_text))
+    data["queues"]["support"].pop("high_volume")
+    voice = Voice(make_app(yaml.safe_dump(data, allow_unicode=True)))
+    live = voice.app.extensions["hotline"].state.redis
+    sent: list[str] = []
+    real = live.execute_command
+
+    def counted(*args, **options):  # type: ignore[no-untyped-def]
+        sent.append(str(args[0]).upper())
+        return real(*args, **options)
+
+    def answered_call(sid: str, caller: str) -> list[list[str]]:
+        """The Redis commands of each webhook of an answered call."""
+        per_webhook: list[list[str]] = []
+        sent.clear()
+        voice.twiml("/voice/incoming", call_params(sid, caller))
+        per_webhook.append(sent[:]), sent.clear()
+        agent = agent_for(voice, dial_targets(voice.twiml("/voice/menu", call_params(sid, caller, Digits="1")))[0])
+        per_webhook.append(sent[:]), sent.clear()
+        voice.twiml(f"/voice/whisper?call={sid}&agent={agent}", call_params(sid + "-leg", caller, ParentCallSid=sid))
+        per_webhook.append(sent[:]), sent.clear()
+        voice.twiml("/voice/dial-result", call_params(sid, caller, DialCallStatus="completed", DialCallDuration="42"))
+        per_webhook.append(sent[:]), sent.clear()
+        voice.post("/voice/status", call_params(sid, caller, CallStatus="completed", CallDuration="50",
+                                                SequenceNumber="0"))
+        per_webhook.append(sent[:])
+        return per_webhook
+
+    monkeypatch.setattr(live, "execute_command", counted)
+    answered_call("CA-carried-first", PL_CALLER)  # the first loads the scripts into Redis
+    per_webhook = answered_call("CA-carried", EE_CALLER)
+    # each webhook's events went with its last write (a script), never in an RPUSH of their own
+    assert per_webhook == [["EVALSHA"], ["HGETALL", "EVALSHA", "EVALSHA"], ["EVALSHA", "EVALSHA"],
+                           ["HGETALL", "EVALSHA"], ["EVALSHA"]]
+    voice.run_jobs()
+    kinds = [e.kind for e in events(EE_CALLER)]
+    for kind in ("call_arrived", "menu_choice", "call_answered", "call_handled", "call_completed"):
+        assert kinds.count(kind) == 1, (kind, kinds)
+
+
 def test_all_agents_miss_then_voicemail_with_deadline(voice: Voice, make_app, example_rules_text: str) -> None:  # type: ignore[no-untyped-def]
     data = yaml.safe_load(always_open_rules(example_rules_text))
     data["queues"]["support"].pop("high_volume")

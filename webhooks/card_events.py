@@ -1,7 +1,8 @@
 """The batched writer's drainer: webhook card events from a Redis list to the card store.
 
-Webhooks RPUSH one compact JSON payload per card event onto `Keys.card_events("pending")`
-(a request's events together, by `Runtime.push_card_payloads` at its end). A drainer in the worker
+Webhooks RPUSH one compact JSON payload per card event (`encode`) onto
+`Keys.card_events("pending")`, a request's events together: carried by its last live-state
+write (`LiveState`'s carrier scripts) or by `Runtime.push_card_payloads` at its end. A drainer in the worker
 process moves up to `BATCH` of them at a time, atomically (Lua), onto
 `Keys.card_events("processing")`, applies them in one transaction
 (`recordings.jobs.apply_event_batch`), then removes them from `processing`. A drainer that dies
@@ -30,6 +31,11 @@ BLOCK_SECONDS = 1  # an idle drainer waits this long for a payload; also how soo
 # carries many events instead of a few (each transaction has a fixed cost: connection, number
 # lookup, commit). Bounds the added card lag; the target is 1 s.
 LINGER_SECONDS = 0.1
+
+
+def encode(payloads: list[dict[str, Any]]) -> list[str]:
+    """Card event payloads as the list holds them: compact JSON, one string each."""
+    return [json.dumps(p, separators=(",", ":"), default=str) for p in payloads]
 
 # Move up to ARGV[1] payloads from the head of KEYS[1] to the tail of KEYS[2]; return them.
 _MOVE = """

@@ -7,7 +7,6 @@ server handle, which must live as long as the process that started it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -27,6 +26,7 @@ from telephony.redis_client import KeptConnection
 from telephony.state import LiveState
 from telephony.twilio_client import make_client
 
+from .card_events import encode as encode_card_events
 from .settings import Settings
 
 log = logging.getLogger("hotline.runtime")
@@ -119,8 +119,7 @@ class Runtime:
         if not payloads:
             return
         try:
-            self.state.redis.rpush(self.state.keys.card_events(),
-                                   *(json.dumps(p, separators=(",", ":"), default=str) for p in payloads))
+            self.state.redis.rpush(self.state.keys.card_events(), *encode_card_events(payloads))
         except redis_lib.RedisError:
             log.warning("redis unavailable; applying %d card event(s) inline", len(payloads))
             card_jobs.apply_event_batch(payloads)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -39,6 +41,7 @@ from telephony.twiml import (
 )
 
 from . import caller_cards
+from .card_events import encode as encode_card_events
 from .runtime import Runtime
 from .urls import public_url, quick_signed_url, signed_url
 
@@ -114,9 +117,24 @@ def record_event(call: dict[str, str], kind: str, data: dict[str, Any] | None = 
 
 
 def send_card(payload: dict[str, Any]) -> None:
-    """Queue a card payload for the drainer. A webhook's payloads go in one RPUSH after its
-    answer is built (`flush_card_events`), in the order they were made."""
+    """Queue a card payload for the drainer. A webhook's payloads go together, in the order they
+    were made: with its last live-state write (`carried_card_events`) or, what is left, in one
+    RPUSH after its answer is built (`flush_card_events`)."""
     g.setdefault("card_payloads", []).append(payload)
+
+
+@contextmanager
+def carried_card_events() -> Iterator[list[str]]:
+    """The card events queued so far, encoded, for the live-state write in this block to carry
+    (pushed in its script: one round trip fewer than an RPUSH of their own). If the write
+    fails they are queued again, ahead of any later ones, and leave with the request
+    (`flush_card_events`: inline into the database when Redis is down), so none is lost."""
+    payloads = g.pop("card_payloads", [])
+    try:
+        yield encode_card_events(payloads)
+    except BaseException:
+        g.card_payloads = payloads + g.pop("card_payloads", [])
+        raise
 
 
 def _send_card_events() -> None:
@@ -305,7 +323,8 @@ def incoming():
     # the arrival goes on the card first: if Redis is down, the apology path still leaves a trace
     record_event(call, "call_arrived", {"from": raw_from, "to": form.get("To", ""), "language": lang},
                  key=f"arrived:{call_sid}")
-    runtime.state.save_call(call_sid, call, time.time())
+    with carried_card_events() as carry:
+        runtime.state.save_call(call_sid, call, time.time(), carry=carry)
     return twiml(menu_script(rules, lang, call, greet=True))
 
 
@@ -459,7 +478,8 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, fiel
         return voicemail_script(rules, lang, call["sid"], queue, intro="all_busy")
     count = min(len(plan.candidates), 10) if plan.parallel else 1
     ring_until = now + plan.timeout_seconds + rules.hotline.dial_buffer_seconds + 30
-    claimed = state.claim_agents(plan.candidates, call["sid"], count, now, ring_until, dial=True)
+    with carried_card_events() as carry:  # the menu choice, on the way to an agent
+        claimed = state.claim_agents(plan.candidates, call["sid"], count, now, ring_until, dial=True, carry=carry)
     if not claimed and queue_rules.high_volume is not None:  # lost a race for the agent: wait in line
         return enqueue_script(rules, call, queue, lang)
     if not claimed:
@@ -561,15 +581,16 @@ def dial_result():
     seconds = round(max(0.0, now - started), 1)
     attempt = int(call.get("attempt") or 1)
     if status in ("completed", "answered") and answered_by:
-        agent = rules.agents.get(answered_by)  # free the agent first, whatever else goes wrong
-        state.release_after_call(answered_by, call_sid, now, agent.wrap_up_seconds if agent else 0)
+        agent = rules.agents.get(answered_by)
+        wrap_up = agent.wrap_up_seconds if agent else 0
+        duration = int(request.form.get("DialCallDuration") or 0)
         # normally written from the agent leg's "answered" callback; the same key makes this a no-op
         record_answer(rules, call, answered_by, ring_facts(call, answered_by, float(call.get("answered_at") or now)))
-        duration = int(request.form.get("DialCallDuration") or 0)
-        waiting = state.record_handle_time(queue, duration, now)
         record_event(call, "call_handled", {"agent": answered_by, "duration": duration},
                      agent_id=answered_by, key=f"handled:{call_sid}")
-        after_call_hook(queue, waiting, agent.wrap_up_seconds if agent else 0)
+        with carried_card_events() as carry:  # the agent is freed, the handle time kept, the events sent: one step
+            _, waiting = state.release_after_talk(answered_by, call_sid, now, wrap_up, queue, duration, carry=carry)
+        after_call_hook(queue, waiting, wrap_up)
         script = Script()
         if rules.queues[queue].survey:
             script.add(RedirectStep(public_url("voice.survey", lang=lang)))
@@ -669,7 +690,8 @@ def call_ended(call_sid: str) -> None:
     the call; that goes on the card whether they were in the menu, the offer or the line.
     """
     state = rt().state
-    ended = state.end_call(call_sid)  # once per call, whatever the callbacks' order or repeats
+    with carried_card_events() as carry:  # the status callback's own event
+        ended = state.end_call(call_sid, carry=carry)  # once per call, whatever the callbacks' order or repeats
     if ended is None:
         return
     call, claimed = ended

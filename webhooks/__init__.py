@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from recordings import db as card_db
 from telephony import context as telephony_context
 
+from .forms import FormRequest
 from .runtime import Runtime, build_runtime
 from .settings import Settings, from_env
 
@@ -53,6 +54,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, settings: Settings | 
     settings = (settings or from_env()).with_overrides(overrides)
     configure_logging(settings.log_level)
     app = Flask(__name__)
+    app.request_class = FormRequest
     app.config.update(SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)
     if settings.proxy_fix_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

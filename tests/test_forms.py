@@ -1,0 +1,72 @@
+"""The app's url-encoded form parser reads every body as werkzeug's own parser does."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from flask import Flask, Request, jsonify, request
+from hypothesis import given
+from hypothesis import strategies as st
+from werkzeug.test import EnvironBuilder
+
+from webhooks.forms import FormRequest
+
+BODIES = [
+    b"",
+    b"CallSid=CA1&From=%2B37255500000&To=%2B3726000000&Digits=1",
+    b"SpeechResult=hello+there&Name=J%C3%BCri+M%C3%A4gi",  # + is a space, UTF-8 escapes
+    b"a=1&&b=2&",  # empty fields are skipped
+    b"flag&empty=&=novalue",  # no '=', an empty value, an empty name
+    b"a=1&a=2&a=3",  # repeated names keep every value, in order
+    b"eq=a=b=c",  # only the first '=' splits
+    b"bad=%zz&half=%E2%82&ok=%E2%82%AC",  # invalid escapes stay as written
+    b"semi=a;b",  # ';' is not a separator
+    "raw=Jüri".encode(),  # raw UTF-8, unescaped
+]
+
+
+def werkzeug_form(body: bytes, content_type: str = "application/x-www-form-urlencoded") -> list[tuple[str, str]]:
+    environ = EnvironBuilder(method="POST", data=body, content_type=content_type).get_environ()
+    return list(Request(environ).form.items(multi=True))
+
+
+def our_form(body: bytes, content_type: str = "application/x-www-form-urlencoded") -> list[tuple[str, str]]:
+    environ = EnvironBuilder(method="POST", data=body, content_type=content_type).get_environ()
+    return list(FormRequest(environ).form.items(multi=True))
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_a_body_parses_as_werkzeug_parses_it(body: bytes) -> None:
+    assert our_form(body) == werkzeug_form(body)
+
+
+@given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=24)), max_size=12))
+def test_any_encoded_fields_parse_as_werkzeug_parses_them(fields: list[tuple[str, str]]) -> None:
+    body = urlencode(fields).encode()
+    assert our_form(body) == werkzeug_form(body)
+
+
+@given(st.binary(max_size=64))
+def test_any_bytes_parse_as_werkzeug_parses_them(body: bytes) -> None:
+    assert our_form(body) == werkzeug_form(body)  # not UTF-8: an empty form on both sides
+
+
+def test_other_bodies_take_werkzeug_s_path() -> None:
+    body = b"--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XX--\r\n"
+    assert our_form(body, "multipart/form-data; boundary=XX") == [("a", "1")]
+    assert our_form(b'{"a": 1}', "application/json") == []
+
+
+def test_a_body_over_the_app_s_limit_is_refused_with_413() -> None:
+    app = Flask(__name__)
+    app.request_class = FormRequest
+    app.config["MAX_CONTENT_LENGTH"] = 100
+
+    @app.post("/f")
+    def echo():
+        return jsonify(request.form.to_dict())
+
+    client = app.test_client()
+    assert client.post("/f", data={"a": "1"}).get_json() == {"a": "1"}
+    assert client.post("/f", data={"a": "x" * 200}).status_code == 413

@@ -272,11 +272,12 @@ def rank_agents(
     """
     q = rules.queues[queue]
     members = set(q.agents)
+    needed = set(q.skills)
+    known = rules.agents
     candidates = [
         a for a in agents
         if a.status == "available" and a.id in members and a.id not in tried
-        and a.id in rules.agents and a.misses < rules.agents[a.id].miss_limit
-        and set(q.skills) <= set(rules.agents[a.id].skills)
+        and a.id in known and a.misses < known[a.id].miss_limit and needed.issubset(known[a.id].skills)
     ]
     if q.strategy == "round_robin":
         candidates.sort(key=lambda a: (a.last_offered_at, a.idle_since, a.id))

@@ -160,6 +160,20 @@ def test_agent_answers_then_wraps_up_and_the_card_says_within_target(voice: Voic
     assert answered.data["within_target"] is True and answered.data["rings"] <= 3
 
 
+def test_a_malformed_duration_in_the_dial_action_still_frees_the_agent(voice: Voice) -> None:
+    sid = "CA-bad-duration"
+    voice.twiml("/voice/incoming", call_params(sid))
+    agent = agent_for(voice, dial_targets(voice.twiml("/voice/menu", call_params(sid, Digits="1")))[0])
+    voice.twiml(f"/voice/whisper?call={sid}&agent={agent}", call_params(sid + "-leg", ParentCallSid=sid))
+    root = voice.twiml("/voice/dial-result", call_params(sid, DialCallStatus="completed", DialCallDuration="4x"))
+    assert root.find("Record") is None  # the normal end of a talk, not the apology
+    state = voice.app.extensions["hotline"].state
+    assert state.snapshot([agent], time.time())[0].status in ("wrap_up", "available")
+    voice.run_jobs()
+    (handled,) = events(EE_CALLER, "call_handled")
+    assert handled.data["duration"] == 0
+
+
 def test_an_answered_call_s_card_events_ride_with_its_live_state_writes(make_app, example_rules_text: str,  # type: ignore[no-untyped-def]
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     data = yaml.safe_load(always_open_rules(example_rules_text))

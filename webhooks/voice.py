@@ -583,7 +583,7 @@ def dial_result():
     if status in ("completed", "answered") and answered_by:
         agent = rules.agents.get(answered_by)
         wrap_up = agent.wrap_up_seconds if agent else 0
-        duration = int(request.form.get("DialCallDuration") or 0)
+        duration = whole_seconds(request.form.get("DialCallDuration"))  # never fails: the agent must be freed
         # normally written from the agent leg's "answered" callback; the same key makes this a no-op
         record_answer(rules, call, answered_by, ring_facts(call, answered_by, float(call.get("answered_at") or now)))
         record_event(call, "call_handled", {"agent": answered_by, "duration": duration},
@@ -617,6 +617,11 @@ def dial_result():
         return twiml(dial_next(rules, call, queue, lang))
     record_event(call, "routed_to_voicemail", {"queue": queue, "reason": "no agent answered", "attempt": attempt})
     return twiml(voicemail_script(rules, lang, call_sid, queue, intro="all_busy"))
+
+
+def whole_seconds(value: str | None) -> int:
+    """A duration Twilio sends in whole seconds; 0 when it is missing or malformed."""
+    return int(value) if value and value.isdigit() else 0
 
 
 def after_call_hook(queue: str, waiting: int, wrap_up_seconds: int = 0) -> None:

@@ -153,8 +153,9 @@ def _agent_rows(rows: Any) -> list[AgentSnapshot]:
     ]
 
 
-def _load_script(conn: redis.Redis, name: str, prelude: bool = True) -> Any:
-    body = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+def _load_script(conn: redis.Redis, name: str, prelude: bool = True, around: tuple[str, str] = ("", "")) -> Any:
+    """`name`.lua registered on `conn`, after the prelude; `around` wraps the script's own text."""
+    body = around[0] + (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8") + around[1]
     if prelude:
         body = (_LUA_DIR / "_prelude.lua").read_text(encoding="utf-8") + "\n" + body
     return conn.register_script(body)
@@ -186,9 +187,7 @@ class _Carrier:
     nothing was pushed: the caller still holds the events and sends them the usual way."""
 
     def __init__(self, conn: redis.Redis, name: str, events_key: str) -> None:
-        prelude = (_LUA_DIR / "_prelude.lua").read_text(encoding="utf-8")
-        body = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
-        self.script = conn.register_script(prelude + "\n" + _CARRY_BEFORE + body + _CARRY_AFTER)
+        self.script = _load_script(conn, name, around=(_CARRY_BEFORE, _CARRY_AFTER))
         self.events_key = events_key
 
     def __call__(self, keys: list[Any], args: list[Any], carry: Sequence[str] = ()) -> Any:

@@ -37,6 +37,7 @@ def encode(payloads: list[dict[str, Any]]) -> list[str]:
     """Card event payloads as the list holds them: compact JSON, one string each."""
     return [json.dumps(p, separators=(",", ":"), default=str) for p in payloads]
 
+
 # Move up to ARGV[1] payloads from the head of KEYS[1] to the tail of KEYS[2]; return them.
 _MOVE = """
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)

@@ -221,7 +221,9 @@ def append_events(s: Session, rows: Sequence[dict[str, Any]]) -> int:
     insert = _upsert_insert(s)
     if insert is not None:
         stmt = insert(CardEvent).on_conflict_do_nothing(index_elements=["key"]).returning(CardEvent.id)
-        return len(s.execute(stmt, values).all())  # rows skipped by the conflict return nothing
+        # render_nulls: every row then has the same columns, so the batch is one INSERT (in pages);
+        # otherwise the ORM starts a new statement wherever the next row's None columns differ
+        return len(s.execute(stmt, values, execution_options={"render_nulls": True}).all())
     # another backend: one at a time, each idempotent by its savepoint
     return sum(
         append_event(s, v["client_id"], v["kind"], v["data"], v["at"], v["call_sid"],

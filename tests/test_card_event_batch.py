@@ -56,6 +56,34 @@ def test_a_batch_creates_each_card_once_keeps_time_order_and_skips_seen_keys(db:
     assert all(e.key for e in events)  # an event without a key got a deterministic one
 
 
+def test_a_batch_of_events_with_different_empty_fields_is_one_insert(db: str) -> None:
+    """Rows in time order alternate kinds whose empty columns differ (no agent, no queue, no
+    call): all of them still go in one INSERT, not one per run of like rows."""
+    batch = []
+    for n in range(20):
+        at = f"2026-11-24T10:{n:02d}:00+00:00"
+        batch.append(jobs.event_payload(CALLER, "call_arrived", {}, at, f"CA{n}", key=f"arrived:CA{n}"))
+        batch.append(jobs.event_payload(CALLER, "menu_choice", {"digits": "1"}, at, f"CA{n}", queue="support"))
+        batch.append(jobs.event_payload(CALLER, "call_handled", {"duration": 5}, at, None, agent_id="a1"))
+    inserts: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO CARD_EVENTS"):
+            inserts.append(statement)
+
+    engine = card_db.engine()
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert jobs.apply_event_batch(batch) == 60
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert len(inserts) == 1
+    with card_db.session(readonly=True) as s:
+        stored = s.execute(sa.select(CardEvent.kind, CardEvent.agent_id, CardEvent.queue, CardEvent.call_sid)
+                           .where(CardEvent.call_sid == "CA7")).all()
+    assert sorted(tuple(r) for r in stored) == [("call_arrived", None, None, "CA7"), ("menu_choice", None, "support", "CA7")]
+
+
 def test_a_batch_refuses_an_unknown_kind(db: str) -> None:
     with pytest.raises(ValueError, match="unknown card event kind"):
         jobs.apply_event_batch([jobs.event_payload(CALLER, "no_such_kind", {}, "2026-11-24T10:00:00+00:00")])

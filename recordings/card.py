@@ -220,10 +220,13 @@ def append_events(s: Session, rows: Sequence[dict[str, Any]]) -> int:
         return 0
     insert = _upsert_insert(s)
     if insert is not None:
-        stmt = insert(CardEvent).on_conflict_do_nothing(index_elements=["key"]).returning(CardEvent.id)
-        # render_nulls: every row then has the same columns, so the batch is one INSERT (in pages);
-        # otherwise the ORM starts a new statement wherever the next row's None columns differ
-        return len(s.execute(stmt, values, execution_options={"render_nulls": True}).all())
+        # A Core executemany of one short statement, rows in order: psycopg sends them in one
+        # pipeline, sqlite3 in one call. The ORM's bulk insert began a new statement wherever the
+        # next row's empty columns differed, and a RETURNING batch is one long statement whose
+        # placeholders the driver parses afresh each time; the row count is all we need.
+        stmt = insert(CardEvent.__table__).on_conflict_do_nothing(index_elements=["key"])
+        done = s.execute(stmt, values, execution_options={"preserve_rowcount": True})
+        return int(done.rowcount)  # type: ignore[attr-defined]
     # another backend: one at a time, each idempotent by its savepoint
     return sum(
         append_event(s, v["client_id"], v["kind"], v["data"], v["at"], v["call_sid"],

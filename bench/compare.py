@@ -9,7 +9,8 @@ a temporary git worktree, starts both apps (gunicorn as in the Procfile, each wi
 max-throughput phase of bench/webhooks.py round by round: baseline, then both apps in an order
 that alternates each round. Per round it prints each app's throughput as a ratio of the
 baseline measured just before, and the CPU its web processes and its worker spent per webhook
-(utime + stime from /proc). The medians are the figures to quote.
+(utime + stime from /proc), and the Redis and PostgreSQL servers during its phase (shared, so
+read around each phase). The medians are the figures to quote.
 
 Both apps use the schema of this tree (migrations only add), so the other revision must not
 predate a migration that removed something it needs.
@@ -53,6 +54,22 @@ def redis_cpu() -> float:
     return sum(cpu_seconds(int(pid)) for pid in found)
 
 
+def postgres_cpu() -> float:
+    """The local PostgreSQL server's CPU seconds: its postmaster and the backends running now
+    (shared by both sides, read around each phase like Redis), 0 if it is not local."""
+    found = subprocess.run(["pidof", "postgres"], capture_output=True, text=True).stdout.split()
+    pids = {int(pid) for pid in found}
+    roots = []
+    for pid in pids:
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if parent not in pids:
+            roots.append(pid)
+    return sum(cpu_seconds(pid) for pid in roots)
+
+
 class Side:
     """One revision's app and worker."""
 
@@ -66,11 +83,12 @@ class Side:
         self.web_ms: list[float] = []
         self.worker_ms: list[float] = []
         self.redis_ms: list[float] = []
+        self.postgres_ms: list[float] = []
         self.driver_ms: list[float] = []
 
     def measure(self, calls: int, first: int, baseline: float) -> str:
         web0, worker0 = cpu_seconds(self.web_pid), cpu_seconds(self.worker_pid)
-        redis0, driver0 = redis_cpu(), time.process_time()
+        redis0, postgres0, driver0 = redis_cpu(), postgres_cpu(), time.process_time()
         run = sync(run_calls(self.url, calls, 32, first=first))
         driver = time.process_time() - driver0
         time.sleep(1.0)  # the worker applies the last card events
@@ -79,16 +97,18 @@ class Side:
         self.web_ms.append((cpu_seconds(self.web_pid) - web0) / count * 1000)
         self.worker_ms.append((cpu_seconds(self.worker_pid) - worker0) / count * 1000)
         self.redis_ms.append((redis_cpu() - redis0) / count * 1000)
+        self.postgres_ms.append((postgres_cpu() - postgres0) / count * 1000)
         self.driver_ms.append(driver / count * 1000)
         return (f"{self.name} {run.throughput:.0f}/s = {self.ratios[-1]:.2f}×, CPU per webhook: web "
                 f"{self.web_ms[-1]:.2f} ms, worker {self.worker_ms[-1]:.2f} ms, Redis server "
-                f"{self.redis_ms[-1]:.2f} ms, load driver {self.driver_ms[-1]:.2f} ms, errors {run.errors()}")
+                f"{self.redis_ms[-1]:.2f} ms, PostgreSQL {self.postgres_ms[-1]:.2f} ms, load driver {self.driver_ms[-1]:.2f} ms, errors {run.errors()}")
 
     def summary(self) -> str:
         return (f"{self.name:>10}: ratio {statistics.median(self.ratios):.2f}× (rounds {', '.join(f'{r:.2f}' for r in self.ratios)}); "
                 f"CPU per webhook web {statistics.median(self.web_ms):.2f} ms, "
                 f"worker {statistics.median(self.worker_ms):.2f} ms, Redis server "
-                f"{statistics.median(self.redis_ms):.2f} ms, load driver {statistics.median(self.driver_ms):.2f} ms")
+                f"{statistics.median(self.redis_ms):.2f} ms, PostgreSQL {statistics.median(self.postgres_ms):.2f} ms, "
+                f"load driver {statistics.median(self.driver_ms):.2f} ms")
 
 
 def main() -> None:

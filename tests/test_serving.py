@@ -70,3 +70,29 @@ def test_the_procfiles_web_command_serves_the_app_with_its_workers(
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(10)
+
+
+def test_the_app_asks_once_per_function_whether_it_must_be_made_synchronous(make_app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Flask asks `ensure_sync` of every hook and view on every request; the app keeps the answer."""
+    import flask
+
+    app = make_app()
+    asked: list[object] = []
+    original = flask.Flask.ensure_sync
+
+    def counting(self, func):  # type: ignore[no-untyped-def]
+        asked.append(func)
+        return original(self, func)
+
+    monkeypatch.setattr(flask.Flask, "ensure_sync", counting)
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/healthz").status_code in (200, 503)
+    per_request = len(set(map(id, asked)))
+    assert per_request >= 2  # the hooks and the view were each asked about once...
+    assert len(asked) == per_request  # ...not once per request
+
+    def view() -> str:
+        return "ok"
+
+    assert app.ensure_sync(view) is view

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -50,10 +50,26 @@ def sync_agents(runtime: Runtime) -> None:
     )
 
 
+class HotlineFlask(Flask):
+    """Flask, with `ensure_sync` remembered per function: Flask asks it of every hook and view
+    on every request (eight `inspect` calls for a webhook), and the answer never changes."""
+
+    _SYNC_KEPT = 512  # hooks and views are a fixed few; the bound only guards against growth
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        known = self.__dict__.setdefault("_sync_funcs", {})
+        found = known.get(func)
+        if found is None:
+            if len(known) >= self._SYNC_KEPT:
+                known.clear()
+            found = known[func] = super().ensure_sync(func)
+        return found  # type: ignore[no-any-return]
+
+
 def create_app(overrides: Mapping[str, Any] | None = None, settings: Settings | None = None) -> Flask:
     settings = (settings or from_env()).with_overrides(overrides)
     configure_logging(settings.log_level)
-    app = Flask(__name__)
+    app = HotlineFlask(__name__)
     app.request_class = FormRequest
     app.config.update(SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)
     if settings.proxy_fix_hops:

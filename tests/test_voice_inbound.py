@@ -110,6 +110,38 @@ def test_language_on_the_card_wins_over_the_number(voice: Voice) -> None:
     assert root.find("Say").get("language") == "ru-RU"
 
 
+def test_the_greeting_is_rendered_once_per_language_period_rules_and_host(voice: Voice, example_rules_text: str,
+                                                                         monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from webhooks import voice as voice_module
+
+    renders: list[object] = []
+    real_render = voice_module.render
+    monkeypatch.setattr(voice_module, "render", lambda script: renders.append(script) or real_render(script))
+    evening = datetime(2026, 11, 24, 18, 30, tzinfo=UTC)  # 20:30 in Tallinn
+    monkeypatch.setattr(voice_module, "now_utc", lambda: evening)
+    first = voice.post("/voice/incoming", call_params("CA-greet-1", RU_CALLER)).data
+    second = voice.post("/voice/incoming", call_params("CA-greet-2", RU_CALLER)).data
+    assert first == second and len(renders) == 1
+    assert "Добрый вечер" in first.decode()
+
+    voice.post("/voice/incoming", call_params("CA-greet-3", PL_CALLER))  # another language: its own
+    assert len(renders) == 2
+    monkeypatch.setattr(voice_module, "now_utc", lambda: evening.replace(hour=7))  # 09:30: another period
+    assert "Доброе утро" in voice.post("/voice/incoming", call_params("CA-greet-4", RU_CALLER)).data.decode()
+
+    renamed = always_open_rules(example_rules_text).replace("company: Northwind Energy", "company: Southwind Power")
+    response = voice.app.test_client().put("/api/rules", data=renamed, headers={"Authorization": "Bearer admin-token"})
+    assert response.status_code == 200, response.json
+    assert "Southwind Power" in voice.post("/voice/incoming", call_params("CA-greet-5", RU_CALLER)).data.decode()
+
+    params = call_params("CA-greet-6", RU_CALLER)
+    signature = voice.validator.compute_signature("http://other.example/voice/incoming", params)
+    other = voice.client.post("/voice/incoming", data=params, base_url="http://other.example",
+                              headers={"X-Twilio-Signature": signature})
+    assert other.status_code == 200
+    assert 'action="http://other.example/voice/menu?' in other.data.decode()  # the host it was asked on
+
+
 # --- ring targets -----------------------------------------------------------------------------
 
 

@@ -57,8 +57,9 @@ def rt() -> Runtime:
     return current_app.extensions["hotline"]
 
 
-def twiml(script: Script) -> Response:
-    return Response(render(script), status=200, mimetype="text/xml")
+def twiml(answer: Script | str) -> Response:
+    """A TwiML answer: a script rendered now, or one rendered before (`greeting_twiml`)."""
+    return Response(answer if isinstance(answer, str) else render(answer), status=200, mimetype="text/xml")
 
 
 def now_utc() -> datetime:
@@ -284,12 +285,10 @@ def this_turn() -> Turn:
     return Turn(rules, call, queue, lang)
 
 
-def menu_script(rules: Rules, lang: str, call: dict[str, str], *, greet: bool, repeat: int = 0) -> Script:
-    now = now_utc()
-    local = now.astimezone(engine.zone(rules))
+def menu_script(rules: Rules, lang: str, *, greet: bool, repeat: int = 0) -> Script:
     steps: list[Any] = []
     if greet:
-        period = engine.greeting_period(local)
+        period = engine.greeting_period(now_utc().astimezone(engine.zone(rules)))
         steps.append(say(rules, lang, f"greeting_{period}", company=rules.company,
                          department=rules.department_name(lang)))
         if rules.hotline.recording_consent:
@@ -303,6 +302,28 @@ def menu_script(rules: Rules, lang: str, call: dict[str, str], *, greet: bool, r
         RedirectStep(public_url("voice.menu", lang=lang, repeat=repeat, noinput=1)),
     )
     return script
+
+
+GREETINGS_KEPT = 256  # (rules, language, part of the day, host): a handful; bounded, the Host is the caller's
+
+
+def greeting_twiml(rules: Rules, lang: str) -> str:
+    """The answer to a new call: greeting and menu. It is the same for every caller of one
+    language in one part of the day, so it is rendered once per (rules in force, language,
+    period, host the URLs name) and kept per process."""
+    period = engine.greeting_period(now_utc().astimezone(engine.zone(rules)))
+    environ = request.environ
+    key = (id(rules), lang, period, environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST"),
+           environ.get("SERVER_NAME"), environ.get("SERVER_PORT"), environ.get("SCRIPT_NAME", ""))
+    kept: dict[tuple[Any, ...], tuple[Rules, str]] = current_app.extensions.setdefault("hotline.greetings", {})
+    found = kept.get(key)
+    if found is not None and found[0] is rules:  # the same rules object, not one reusing its id
+        return found[1]
+    if len(kept) >= GREETINGS_KEPT:
+        kept.clear()
+    text = render(menu_script(rules, lang, greet=True))
+    kept[key] = (rules, text)
+    return text
 
 
 @bp.post("/incoming")
@@ -325,7 +346,7 @@ def incoming():
                  key=f"arrived:{call_sid}")
     with carried_card_events() as carry:
         runtime.state.save_call(call_sid, call, time.time(), carry=carry)
-    return twiml(menu_script(rules, lang, call, greet=True))
+    return twiml(greeting_twiml(rules, lang))
 
 
 @bp.post("/menu")
@@ -340,7 +361,7 @@ def menu():
     if not digits:
         if repeat + 1 < rules.menu.repeats:
             script = Script().add(say(rules, lang, "no_input"))
-            script.steps.extend(menu_script(rules, lang, call, greet=False, repeat=repeat + 1).steps)
+            script.steps.extend(menu_script(rules, lang, greet=False, repeat=repeat + 1).steps)
             return twiml(script)
         queue = rules.default_queue()
         record_event(call, "menu_choice", {"digits": "", "queue": queue, "reason": "no input"})
@@ -366,7 +387,7 @@ def menu():
     queue = engine.queue_for_digit(rules, digits)
     if queue is None:
         script = Script().add(say(rules, lang, "invalid_choice"))
-        script.steps.extend(menu_script(rules, lang, call, greet=False, repeat=repeat).steps)
+        script.steps.extend(menu_script(rules, lang, greet=False, repeat=repeat).steps)
         return twiml(script)
     record_event(call, "menu_choice", {"digits": digits, "queue": queue})
     return route_to_queue(rules, call, queue, lang)
@@ -394,7 +415,7 @@ def language():
             record_event(call, "language_changed", {"from": lang, "to": new})
             rt().enqueue(card_jobs.set_client_language, call.get("e164") or "", new)
         lang = new
-    return twiml(menu_script(rules, lang, call, greet=False))
+    return twiml(menu_script(rules, lang, greet=False))
 
 
 @bp.post("/opt-out")
@@ -407,7 +428,7 @@ def opt_out():
         script = Script().add(say(rules, lang, "opt_out_done"))
     else:
         script = Script()
-    script.steps.extend(menu_script(rules, lang, call, greet=False).steps)
+    script.steps.extend(menu_script(rules, lang, greet=False).steps)
     return twiml(script)
 
 

@@ -142,14 +142,15 @@ def _field_pairs(fields: Mapping[str, Any]) -> list[Any]:
     return [len(flat) // 2, *flat]
 
 
-def _agent_rows(rows: Any) -> list[AgentSnapshot]:
-    """Agents as the Lua `snapshot_rows` returns them. hiredis hands back bytes, which float()
-    reads directly: this runs for every agent of a queue on every routed call, so it skips the
-    generic helpers."""
+def _agent_rows(flat: Any) -> list[AgentSnapshot]:
+    """Agents as the Lua `snapshot_rows` returns them: five entries an agent in one flat list.
+    hiredis hands back bytes, which float() reads directly: this runs for every agent of a
+    queue on every routed call, so it skips the generic helpers."""
+    fields, make = iter(flat), tuple.__new__  # the tuple's own constructor: NamedTuple's __new__ is Python
     return [
-        AgentSnapshot(agent_id.decode(), status.decode(), float(idle) if idle else 0.0,
-                      float(offered) if offered else 0.0, int(float(misses)) if misses else 0)
-        for agent_id, status, idle, offered, misses in rows
+        make(AgentSnapshot, (agent_id.decode(), status.decode(), float(idle or 0), float(offered or 0),
+                             int(float(misses or 0))))
+        for agent_id, status, idle, offered, misses in zip(fields, fields, fields, fields, fields, strict=True)
     ]
 
 

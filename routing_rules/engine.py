@@ -257,6 +257,38 @@ def ring_tone(rules: Rules) -> str | None:
 # --- choosing agents ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _QueueTeam:
+    """What ranking needs of one queue's agents under one rules object, worked out once: the
+    members who may take its calls (known, with every skill of the queue) with their miss
+    limits, and who among them speaks each language."""
+
+    rules: Rules  # kept to tell this rules object from a later one that reuses its id
+    miss_limits: dict[str, int]
+    speakers: dict[str, frozenset[str]]
+
+
+_TEAMS: dict[tuple[int, str], _QueueTeam] = {}
+_TEAMS_KEPT = 256  # queues × rules objects alive at once: a handful; bounded all the same
+
+
+def _queue_team(rules: Rules, queue: str) -> _QueueTeam:
+    found = _TEAMS.get((id(rules), queue))
+    if found is not None and found.rules is rules:
+        return found
+    q = rules.queues[queue]
+    needed = set(q.skills)
+    limits = {a: rules.agents[a].miss_limit for a in q.agents
+              if a in rules.agents and needed.issubset(rules.agents[a].skills)}
+    speakers: dict[str, frozenset[str]] = {str(lang): frozenset(a for a in limits
+                                if lang in (rules.agents[a].languages or [rules.hotline.default_language]))
+                for lang in rules.languages}
+    if len(_TEAMS) >= _TEAMS_KEPT:
+        _TEAMS.clear()
+    team = _TEAMS[(id(rules), queue)] = _QueueTeam(rules, limits, speakers)
+    return team
+
+
 def rank_agents(
     rules: Rules,
     queue: str,
@@ -269,29 +301,21 @@ def rank_agents(
     Only available queue members not yet tried on this call, below their miss limit, with
     every skill of the queue. Order: the sticky agent (strategy sticky), then agents who speak
     the caller's language, each group in strategy order (ties broken by id for repeatability).
+    Runs on every routed call over the whole queue, so the rules' part is worked out once per
+    rules object (`_queue_team`) and the order is one sort.
     """
-    q = rules.queues[queue]
-    members = set(q.agents)
-    needed = set(q.skills)
-    known = rules.agents
-    candidates = [
-        a for a in agents
-        if a.status == "available" and a.id in members and a.id not in tried
-        and a.id in known and a.misses < known[a.id].miss_limit and needed.issubset(known[a.id].skills)
-    ]
-    if q.strategy == "round_robin":
-        candidates.sort(key=lambda a: (a.last_offered_at, a.idle_since, a.id))
+    strategy = rules.queues[queue].strategy
+    team = _queue_team(rules, queue)
+    limits = team.miss_limits
+    speakers = team.speakers.get(caller.language, frozenset())
+    sticky = caller.last_agent if strategy == "sticky" else None
+    candidates = [a for a in agents
+                  if a.status == "available" and a.id not in tried and a.misses < limits.get(a.id, 0)]
+    if strategy == "round_robin":
+        candidates.sort(key=lambda a: (a.id not in speakers, a.last_offered_at, a.idle_since, a.id))
     else:  # longest_idle, ring_all and sticky's fallback
-        candidates.sort(key=lambda a: (a.idle_since, a.id))
-    candidates.sort(key=lambda a: not _speaks(rules, a.id, caller.language))  # stable
-    if q.strategy == "sticky" and caller.last_agent is not None:
-        candidates.sort(key=lambda a: a.id != caller.last_agent)
+        candidates.sort(key=lambda a: (a.id != sticky, a.id not in speakers, a.idle_since, a.id))
     return [a.id for a in candidates]
-
-
-def _speaks(rules: Rules, agent_id: str, lang: str) -> bool:
-    spoken = rules.agents[agent_id].languages or [rules.hotline.default_language]
-    return lang in spoken
 
 
 def decide_dial(

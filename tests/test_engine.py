@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from routing_rules import engine
 from routing_rules.engine import AgentSnapshot, CallerContext, DialPlan, GoToVoicemail
@@ -230,6 +232,49 @@ def test_sticky_offers_the_clients_last_agent_first() -> None:
     rules = make_rules(strategy="sticky")
     assert engine.rank_agents(rules, "support", TEAM, caller(last_agent="anna"), set()) == [
         "anna", "boris", "dora"]
+
+
+def reference_rank(rules: Rules, queue: str, agents: list[AgentSnapshot], who: CallerContext,
+                   tried: set[str]) -> list[str]:
+    """The ranking rule as the docstring states it, written the plain way (a sort per rule)."""
+    q = rules.queues[queue]
+
+    def speaks(agent_id: str) -> bool:
+        return who.language in (rules.agents[agent_id].languages or [rules.hotline.default_language])
+
+    found = [a for a in agents if a.status == "available" and a.id in q.agents and a.id not in tried
+             and a.id in rules.agents and a.misses < rules.agents[a.id].miss_limit
+             and set(q.skills).issubset(rules.agents[a.id].skills)]
+    if q.strategy == "round_robin":
+        found.sort(key=lambda a: (a.last_offered_at, a.idle_since, a.id))
+    else:
+        found.sort(key=lambda a: (a.idle_since, a.id))
+    found.sort(key=lambda a: not speaks(a.id))
+    if q.strategy == "sticky" and who.last_agent is not None:
+        found.sort(key=lambda a: a.id != who.last_agent)
+    return [a.id for a in found]
+
+
+@given(
+    strategy=st.sampled_from(["longest_idle", "round_robin", "ring_all", "sticky"]),
+    skills=st.sampled_from([[], ["power"], ["gas"], ["power", "gas"]]),
+    team=st.lists(st.tuples(st.sampled_from(["anna", "boris", "carl", "dora", "sven", "ghost"]),
+                            st.sampled_from(["available", "available", "ringing", "on_call", "away"]),
+                            st.integers(0, 5), st.integers(0, 5), st.integers(0, 3)),
+                  max_size=8, unique_by=lambda t: t[0]),
+    language=st.sampled_from(["et", "en", "ru", "pl"]),
+    last_agent=st.sampled_from([None, "anna", "boris", "ghost"]),
+    tried=st.sets(st.sampled_from(["anna", "boris", "carl", "dora"]), max_size=1),
+)
+@settings(max_examples=400)
+def test_ranking_matches_the_rule_as_stated(strategy: str, skills: list[str], team: list[tuple[Any, ...]],
+                                            language: str, last_agent: str | None, tried: set[str]) -> None:
+    rules = make_rules(strategy=strategy, skills=skills)  # sven is no member, ghost no agent at all
+    agents = [agent(i, status=status, idle=idle, offered=offered, misses=misses)
+              for i, status, idle, offered, misses in team]
+    who = caller(language, last_agent)
+    assert engine.rank_agents(rules, "support", agents, who, tried) == reference_rank(rules, "support", agents, who,
+                                                                                       tried)
 
 
 def test_sticky_falls_back_to_longest_idle_when_last_agent_is_busy() -> None:

@@ -1,6 +1,6 @@
 """Webhook benchmark: the app under gunicorn against a bare Flask TwiML app, in the same run.
 
-    .venv/bin/python bench/webhooks.py [--calls 1200] [--rate 300] [--seconds 10]
+    .venv/bin/python bench/webhooks.py [--calls 1200] [--rounds 3] [--rate 300] [--seconds 10]
                                        [--concurrent 1000] [--agents 100] [--database postgres]
 
 Both run gunicorn as the Procfile's web process does (`webhooks.gunicorn_conf`: two workers per
@@ -10,6 +10,10 @@ core). The app has the real Redis server
 (bench/calls.py) are offered (1) as fast as the server answers and (2) at a fixed rate, then
 (3) `--concurrent` calls at once over `--agents` agents with talk time, counting double
 bookings from the caller side and from the state's status log.
+
+A shared 2-core machine changes speed from one minute to the next (±15% between two runs of the
+same code), so phase (1) runs `--rounds` times, each round the baseline and then the app, and
+the ratio quoted is the median of the rounds' ratios (every round is printed).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 from typing import Any
 
@@ -68,13 +73,14 @@ def status_log_double_bookings(stack: Stack, since_ms: int) -> tuple[int, int]:
 
 
 def line(name: str, run: Run) -> str:
-    return f"  {name:<34} {run.summary()}"
+    return f"  {name:<36} {run.summary()}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1200, help="calls per max-throughput phase (5 webhooks each)")
     parser.add_argument("--inflight", type=int, default=32, help="concurrent calls in the max-throughput phase")
+    parser.add_argument("--rounds", type=int, default=3, help="max-throughput rounds (baseline, then app, each)")
     parser.add_argument("--rate", type=float, default=300.0, help="webhooks/s of the fixed-rate phase")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the fixed-rate phase")
     parser.add_argument("--concurrent", type=int, default=1000, help="calls at once in the booking phase")
@@ -95,14 +101,19 @@ def main() -> None:
         sync(run_calls(app, 100, 16))
         wait_for_jobs(stack)
 
-        print(f"max throughput (closed loop, {args.inflight} calls in flight):")
-        base_max = sync(run_calls(baseline, args.calls, args.inflight))
-        print(line("baseline (constant TwiML)", base_max))
-        app_max = sync(run_calls(app, args.calls, args.inflight, first=10_000))
-        print(line("hotline", app_max))
-        drain = wait_for_jobs(stack)
-        print(f"  throughput ratio hotline/baseline: {app_max.throughput / base_max.throughput:.2f} "
-              f"(card jobs drained {drain:.1f} s after the load)  outcomes {app_max.outcomes}")
+        print(f"max throughput (closed loop, {args.inflight} calls in flight, {args.rounds} rounds):")
+        ratios: list[float] = []
+        for n in range(args.rounds):
+            base_max = sync(run_calls(baseline, args.calls, args.inflight))
+            print(line(f"round {n + 1} baseline (constant TwiML)", base_max))
+            app_max = sync(run_calls(app, args.calls, args.inflight, first=100_000 + n * args.calls))  # new callers each round
+            print(line(f"round {n + 1} hotline", app_max))
+            drain = wait_for_jobs(stack)
+            ratios.append(app_max.throughput / base_max.throughput)
+            print(f"  round {n + 1} ratio hotline/baseline: {ratios[-1]:.2f} (card jobs drained {drain:.1f} s "
+                  f"after the load)  outcomes {app_max.outcomes}")
+        print(f"  throughput ratio hotline/baseline: {statistics.median(ratios):.2f} (median of "
+              f"{', '.join(f'{r:.2f}' for r in ratios)})")
 
         count = max(1, round(args.rate * args.seconds / 5))
         print(f"fixed offered rate {args.rate:.0f} webhooks/s for {args.seconds:.0f} s ({count} calls):")

@@ -309,8 +309,9 @@ GREETINGS_KEPT = 256  # (rules, language, part of the day, host): a handful; bou
 
 def greeting_twiml(rules: Rules, lang: str) -> str:
     """The answer to a new call: greeting and menu. It is the same for every caller of one
-    language in one part of the day, so it is rendered once per (rules in force, language,
-    period, host the URLs name) and kept per process."""
+    language in one part of the day, so it is made once per (rules in force, language, period,
+    host the URLs name) and kept per process. (`render` would reuse the TwiML of equal steps,
+    but the script was still built every time: prompts formatted, URLs made, steps hashed.)"""
     period = engine.greeting_period(now_utc().astimezone(engine.zone(rules)))
     environ = request.environ
     key = (id(rules), lang, period, environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST"),

@@ -280,9 +280,9 @@ def _queue_team(rules: Rules, queue: str) -> _QueueTeam:
     needed = set(q.skills)
     limits = {a: rules.agents[a].miss_limit for a in q.agents
               if a in rules.agents and needed.issubset(rules.agents[a].skills)}
-    speakers: dict[str, frozenset[str]] = {str(lang): frozenset(a for a in limits
-                                if lang in (rules.agents[a].languages or [rules.hotline.default_language]))
-                for lang in rules.languages}
+    spoken = {a: rules.agents[a].languages or [rules.hotline.default_language] for a in limits}
+    speakers: dict[str, frozenset[str]] = {
+        str(lang): frozenset(a for a in limits if lang in spoken[a]) for lang in rules.languages}
     if len(_TEAMS) >= _TEAMS_KEPT:
         _TEAMS.clear()
     team = _TEAMS[(id(rules), queue)] = _QueueTeam(rules, limits, speakers)

@@ -70,11 +70,12 @@ local function release_ringing(log_key, keys, ids, call_sid, except_agent, now, 
 end
 
 -- Settles and reads agents for routing: id, status, idle_since, last_offered_at, misses for each,
--- one flat list (five entries an agent, no table of its own), unknown ids left out. The agents' keys are KEYS[first_key], KEYS[first_key + 1], ... and their
--- ids ARGV[first_id], ... in the same order. Given `skip` (a set of ids: those the call already
--- tried), only available agents not in it are returned: all a dial decision can use. This runs
--- for every agent of a queue on every routed call, so an agent costs one HMGET; only a ringing
--- or wrapping-up one is settled (a second read).
+-- in one flat list (five entries an agent, no table of its own), unknown ids left out. The
+-- agents' keys are KEYS[first_key], KEYS[first_key + 1], ... and their ids ARGV[first_id], ...
+-- in the same order. Given `skip` (a set of ids: those the call already tried), only available
+-- agents not in it are returned: all a dial decision can use. This runs for every agent of a
+-- queue on every routed call, so an agent costs one HMGET; only a ringing or wrapping-up one is
+-- settled (a second read).
 local function snapshot_rows(log_key, first_key, first_id, now, skip)
   local out, n = {}, 0
   for i = 0, #KEYS - first_key do

@@ -142,6 +142,20 @@ def test_the_greeting_is_rendered_once_per_language_period_rules_and_host(voice:
     assert 'action="http://other.example/voice/menu?' in other.data.decode()  # the host it was asked on
 
 
+def test_a_greeting_kept_at_the_turn_of_the_hour_is_the_one_its_key_names(voice: Voice, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The part of the day is read once: a clock crossing noon while the greeting is made must not
+    keep an afternoon greeting under the morning's key."""
+    from webhooks import voice as voice_module
+
+    readings = iter([datetime(2026, 11, 24, 9, 59, 59, 999_999, tzinfo=UTC),  # 11:59:59.999999 in Tallinn
+                     datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)])
+    monkeypatch.setattr(voice_module, "now_utc", lambda: next(readings))
+    rules = voice.app.extensions["hotline"].rules.current()
+    with voice.app.test_request_context("/voice/incoming", method="POST"):
+        text = voice_module.greeting_twiml(rules, "ru")
+    assert "Доброе утро" in text
+
+
 # --- ring targets -----------------------------------------------------------------------------
 
 

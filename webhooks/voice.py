@@ -285,10 +285,12 @@ def this_turn() -> Turn:
     return Turn(rules, call, queue, lang)
 
 
-def menu_script(rules: Rules, lang: str, *, greet: bool, repeat: int = 0) -> Script:
+def menu_script(rules: Rules, lang: str, *, greet: bool, repeat: int = 0, period: str | None = None) -> Script:
+    """The menu's Gather; with `greet`, the greeting for `period` (now's part of the day if None)
+    and the recording notice before it."""
     steps: list[Any] = []
     if greet:
-        period = engine.greeting_period(now_utc().astimezone(engine.zone(rules)))
+        period = period or engine.greeting_period(now_utc().astimezone(engine.zone(rules)))
         steps.append(say(rules, lang, f"greeting_{period}", company=rules.company,
                          department=rules.department_name(lang)))
         if rules.hotline.recording_consent:
@@ -322,7 +324,7 @@ def greeting_twiml(rules: Rules, lang: str) -> str:
         return found[1]
     if len(kept) >= GREETINGS_KEPT:
         kept.clear()
-    text = render(menu_script(rules, lang, greet=True))
+    text = render(menu_script(rules, lang, greet=True, period=period))  # the period of the key, not a new reading
     kept[key] = (rules, text)
     return text
 

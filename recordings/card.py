@@ -188,12 +188,13 @@ def _upsert_insert(s: Session) -> Any:
 
 
 def append_events(s: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Append many events in one statement (the batched writer); returns how many were new.
+    """Append many events with one statement (the batched writer); returns how many were new.
 
     Each row has `client_id`, `kind`, `at` (aware) and optionally `data`, `call_sid`,
     `agent_id`, `queue`, `key`. Rows go in by `at` (stable), so ids follow time within a client.
     A key already stored, or repeated in the batch, adds nothing: `ON CONFLICT (key) DO NOTHING`
-    on PostgreSQL, `INSERT OR IGNORE` on SQLite; rows without a key never conflict.
+    on both PostgreSQL and SQLite (only a key conflict is ignored); rows without a key never
+    conflict.
     """
     seen: set[str] = set()
     values: list[dict[str, Any]] = []

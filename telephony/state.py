@@ -372,12 +372,7 @@ class LiveState:
         and counts the call. Only the call the agent holds can release it, so a repeated or
         stale callback returns False and changes nothing.
         """
-        wrap_up_until = now + max(0.0, float(wrap_up_seconds))
-        done = self._release_after_call(
-            keys=[self.keys.status_log, self.keys.agent(agent_id)],
-            args=[_num(now), agent_id, call_sid, _num(wrap_up_until)],
-        )
-        return bool(done)
+        return bool(self._release(agent_id, call_sid, now, wrap_up_seconds))
 
     def release_after_talk(self, agent_id: str, call_sid: str, now: float, wrap_up_seconds: float, queue: str,
                            handle_seconds: float, carry: Sequence[str] = ()) -> tuple[bool, int]:
@@ -385,14 +380,21 @@ class LiveState:
         handle time (the last 50 are kept, for wait estimates), in one script that also pushes
         the `carry`d card events. Returns (released, callers waiting in the queue's line): an
         agent who just freed up wakes the dispatcher only when someone waits."""
+        released, waiting = self._release(agent_id, call_sid, now, wrap_up_seconds,
+                                          queue_keys=[self.keys.handle_times(queue), self.keys.line(queue)],
+                                          queue_args=[_num(handle_seconds), HANDLE_TIMES_KEPT], carry=carry)
+        return bool(released), int(waiting)
+
+    def _release(self, agent_id: str, call_sid: str, now: float, wrap_up_seconds: float, *,
+                 queue_keys: Sequence[str] = (), queue_args: Sequence[Any] = (), carry: Sequence[str] = ()) -> Any:
+        """release_after_call.lua: the wrap-up's end worked out once for both callers; with the
+        queue's keys and arguments it also keeps the handle time (see the script)."""
         wrap_up_until = now + max(0.0, float(wrap_up_seconds))
-        released, waiting = self._release_after_call(
-            keys=[self.keys.status_log, self.keys.agent(agent_id), self.keys.handle_times(queue),
-                  self.keys.line(queue)],
-            args=[_num(now), agent_id, call_sid, _num(wrap_up_until), _num(handle_seconds), HANDLE_TIMES_KEPT],
+        return self._release_after_call(
+            keys=[self.keys.status_log, self.keys.agent(agent_id), *queue_keys],
+            args=[_num(now), agent_id, call_sid, _num(wrap_up_until), *queue_args],
             carry=carry,
         )
-        return bool(released), int(waiting)
 
     def release_missed(
         self, agent_id: str, call_sid: str, now: float, miss_limit: int

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 
+from webhooks import forms
 from webhooks.forms import FormRequest
 
 BODIES = [
@@ -70,3 +71,10 @@ def test_a_body_over_the_app_s_limit_is_refused_with_413() -> None:
     client = app.test_client()
     assert client.post("/f", data={"a": "1"}).get_json() == {"a": "1"}
     assert client.post("/f", data={"a": "x" * 200}).status_code == 413
+
+
+def test_remembered_unquoting_is_bounded_and_stays_exact() -> None:
+    for n in range(forms.UNQUOTED_KEPT + 10):
+        assert forms.unquote_plus(f"%2B{n}") == f"+{n}"
+    assert len(forms._unquoted) <= forms.UNQUOTED_KEPT
+    assert forms.unquote_plus("a+b%20c%zz") == "a b c%zz"  # the invalid escape stays as written

@@ -9,12 +9,27 @@ compares them) at about half the cost. Other bodies (multipart, JSON) take werkz
 
 from __future__ import annotations
 
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus as _unquote_plus
 
 import werkzeug.urls  # noqa: F401 — registers the "werkzeug.url_quote" codec error handler
 from flask import Request
 
 URLENCODED = "application/x-www-form-urlencoded"
+UNQUOTED_KEPT = 4096  # escaped names and values remembered per process (bounded: bodies are the caller's)
+
+_unquoted: dict[str, str] = {}
+
+
+def unquote_plus(text: str) -> str:
+    """`unquote_plus` as werkzeug applies it, remembered: the escaped fields of a webhook are
+    mostly the same few numbers (`To`, `Called`, a returning caller's `From`), and unquoting
+    costs more than the lookup."""
+    found = _unquoted.get(text)
+    if found is None:
+        if len(_unquoted) >= UNQUOTED_KEPT:
+            _unquoted.clear()
+        found = _unquoted[text] = _unquote_plus(text, errors="werkzeug.url_quote")
+    return found
 
 
 def parse_urlencoded(text: str) -> list[tuple[str, str]]:
@@ -27,9 +42,9 @@ def parse_urlencoded(text: str) -> list[tuple[str, str]]:
             continue
         name, _, value = field.partition("=")
         if "%" in name or "+" in name:
-            name = unquote_plus(name, errors="werkzeug.url_quote")
+            name = unquote_plus(name)
         if "%" in value or "+" in value:
-            value = unquote_plus(value, errors="werkzeug.url_quote")
+            value = unquote_plus(value)
         fields.append((name, value))
     return fields
 

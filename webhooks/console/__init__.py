@@ -19,10 +19,12 @@ bp = Blueprint("console", __name__, url_prefix="/console", template_folder="temp
 
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, but a request without the cookie (every Twilio webhook,
-    every API call with a token) gets an empty session without building a signer first."""
+    every API call with a token) gets an empty session without building a signer first, and
+    one with no Cookie header at all without parsing the headers for it."""
 
     def open_session(self, app: Flask, request: Request) -> Any:
-        if app.secret_key and self.get_cookie_name(app) not in request.cookies:
+        if app.secret_key and ("HTTP_COOKIE" not in request.environ
+                               or self.get_cookie_name(app) not in request.cookies):
             return self.session_class()
         return super().open_session(app, request)
 

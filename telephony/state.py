@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Final, NamedTuple, cast
 
@@ -68,6 +69,11 @@ class Keys:
 
     def agent(self, agent_id: str) -> str:
         return f"{self.prefix}agent:{agent_id}"
+
+    def agents(self, agent_ids: Iterable[str]) -> list[str]:
+        """`agent(i)` of each id (one list, no call an id: a queue's agents on every routed call)."""
+        head = f"{self.prefix}agent:"
+        return [head + agent_id for agent_id in agent_ids]
 
     @property
     def agents_index(self) -> str:
@@ -142,16 +148,15 @@ def _field_pairs(fields: Mapping[str, Any]) -> list[Any]:
     return [len(flat) // 2, *flat]
 
 
-def _agent_rows(flat: Any) -> list[AgentSnapshot]:
-    """Agents as the Lua `snapshot_rows` returns them: five entries an agent in one flat list.
-    hiredis hands back bytes, which float() reads directly: this runs for every agent of a
-    queue on every routed call, so it skips the generic helpers."""
-    fields, make = iter(flat), tuple.__new__  # the tuple's own constructor: NamedTuple's __new__ is Python
-    return [
-        make(AgentSnapshot, (agent_id.decode(), status.decode(), float(idle or 0), float(offered or 0),
-                             int(float(misses or 0))))
-        for agent_id, status, idle, offered, misses in zip(fields, fields, fields, fields, fields, strict=True)
-    ]
+def _agent_rows(words: bytes) -> list[AgentSnapshot]:
+    """Agents as the Lua `snapshot_rows` returns them: one string, five words an agent. This
+    runs for every agent of a queue on every routed call, so the columns are converted whole
+    (`map`, no Python step an agent) and the tuples made by their own constructor (NamedTuple's
+    `__new__` is Python)."""
+    parts = words.decode().split()
+    columns = zip(parts[0::5], parts[1::5], map(float, parts[2::5]), map(float, parts[3::5]),
+                  map(int, map(float, parts[4::5])), strict=True)  # a word missing: ValueError
+    return list(map(tuple.__new__, repeat(AgentSnapshot), columns))  # type: ignore[arg-type]
 
 
 def _load_script(conn: redis.Redis, name: str, prelude: bool = True, around: tuple[str, str] = ("", "")) -> Any:
@@ -234,7 +239,7 @@ class LiveState:
         args: list[str] = [_num(now)]
         for agent_id in ids:
             args += [agent_id, AVAILABLE if agents[agent_id] else OFFLINE]
-        keys = [self.keys.status_log, self.keys.agents_index] + [self.keys.agent(i) for i in ids]
+        keys = [self.keys.status_log, self.keys.agents_index] + self.keys.agents(ids)
         return [_text(i) for i in self._sync(keys=keys, args=args)]
 
     def agent_ids(self) -> set[str]:
@@ -251,7 +256,7 @@ class LiveState:
         if not ids:
             return []
         return _agent_rows(self._snapshot(
-            keys=[self.keys.status_log] + [self.keys.agent(i) for i in ids],
+            keys=[self.keys.status_log] + self.keys.agents(ids),
             args=[_num(now), *ids],
         ))
 
@@ -274,7 +279,7 @@ class LiveState:
         counters; True (and every known agent of `ids` zeroed, atomically) only when it moves
         the day forward. An earlier or equal day changes nothing, the first day recorded is not
         a change (the counters already belong to it)."""
-        keys = [self.keys.calls_day] + [self.keys.agent(i) for i in ids]
+        keys = [self.keys.calls_day] + self.keys.agents(ids)
         return bool(self._start_day(keys=keys, args=[day]))
 
     def set_status(self, agent_id: str, status: str, now: float, by: str) -> tuple[str, str]:
@@ -319,7 +324,7 @@ class LiveState:
         ids = list(dict.fromkeys(candidates))  # a duplicate candidate must not skew the walk
         claimed = self._claim(
             keys=[self.keys.status_log, self.keys.claimed(call_sid), self.keys.call(call_sid),
-                  self.keys.tried(call_sid)] + [self.keys.agent(i) for i in ids],
+                  self.keys.tried(call_sid)] + self.keys.agents(ids),
             args=[_num(now), call_sid, count, _num(ring_until), CALL_TTL_SECONDS, int(dial), *ids],
             carry=carry,
         )
@@ -342,7 +347,7 @@ class LiveState:
         others = sorted((self.claimed(call_sid) if claimed is None else claimed) - {agent_id})
         done = self._mark_on_call(
             keys=[self.keys.status_log, self.keys.agent(agent_id), self.keys.call(call_sid),
-                  self.keys.last_agent(e164) if e164 else ""] + [self.keys.agent(i) for i in others],
+                  self.keys.last_agent(e164) if e164 else ""] + self.keys.agents(others),
             args=[_num(now), agent_id, call_sid, CALL_TTL_SECONDS, LAST_AGENT_TTL_SECONDS, *others],
         )
         return bool(done)
@@ -358,7 +363,7 @@ class LiveState:
         if not others:
             return []
         released = self._release_unanswered(
-            keys=[self.keys.status_log] + [self.keys.agent(i) for i in others],
+            keys=[self.keys.status_log] + self.keys.agents(others),
             args=[_num(now), call_sid, except_agent or "", *others],
         )
         return [_text(i) for i in released]
@@ -486,7 +491,7 @@ class LiveState:
         args = [CALL_TTL_SECONDS, _num(now), *_field_pairs(fields or {})]
         attempt, tried, last, rows = self._start_attempt(
             keys=[self.keys.call(sid), self.keys.tried(sid), self.keys.last_agent(e164) if e164 else "",
-                  self.keys.status_log] + [self.keys.agent(i) for i in ids],
+                  self.keys.status_log] + self.keys.agents(ids),
             args=args + ids,
         )
         facts = DialFacts(int(attempt), {_text(i) for i in tried}, _text(last) if last else None)

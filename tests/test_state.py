@@ -65,6 +65,18 @@ def test_snapshot_leaves_out_unknown_agents(state: LiveState) -> None:
     assert state.snapshot([], T0) == []
 
 
+def test_snapshot_reads_empty_or_missing_number_fields_as_zero(
+        state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    """The snapshot comes back as words: an empty field must not shift the agents after it."""
+    redis_conn.hset(state.keys.agent("ann"), mapping={"idle_since": "", "last_offered_at": ""})
+    redis_conn.hdel(state.keys.agent("ann"), "misses")
+    redis_conn.hset(state.keys.agent("bob"), mapping={"misses": 2, "last_offered_at": T0 - 5})
+    snap = state.snapshot(["ann", "bob", "cat"], T0)
+    assert snap == [AgentSnapshot("ann", "available", 0.0, 0.0, 0),
+                    AgentSnapshot("bob", "available", T0, T0 - 5, 2),
+                    AgentSnapshot("cat", "available", T0, 0.0, 0)]
+
+
 def test_agents_by_status_counts_every_status(state: LiveState) -> None:
     state.claim_agents(["ann"], "CA1", 1, T0, ring_until=T0 + 30)
     counts = state.agents_by_status(["ann", "bob", "cat", "dan"], T0 + 1)

@@ -70,12 +70,19 @@ local function release_ringing(log_key, keys, ids, call_sid, except_agent, now, 
 end
 
 -- Settles and reads agents for routing: id, status, idle_since, last_offered_at, misses for each,
--- in one flat list (five entries an agent, no table of its own), unknown ids left out. The
+-- as one string of words separated by spaces (five words an agent; ids and statuses have no
+-- spaces), unknown ids left out. One bulk string, not five an agent: building and parsing a
+-- reply of hundreds of elements cost both sides more than the words themselves. The
 -- agents' keys are KEYS[first_key], KEYS[first_key + 1], ... and their ids ARGV[first_id], ...
 -- in the same order. Given `skip` (a set of ids: those the call already tried), only available
 -- agents not in it are returned: all a dial decision can use. This runs for every agent of a
 -- queue on every routed call, so an agent costs one HMGET; only a ringing or wrapping-up one is
 -- settled (a second read).
+local function word(value)  -- a number field as one word: missing or empty reads as 0
+  if not value or value == '' then return '0' end
+  return value
+end
+
 local function snapshot_rows(log_key, first_key, first_id, now, skip)
   local out, n = {}, 0
   for i = 0, #KEYS - first_key do
@@ -83,12 +90,12 @@ local function snapshot_rows(log_key, first_key, first_id, now, skip)
     local f = redis.call('HMGET', key, 'status', 'idle_since', 'last_offered_at', 'misses')
     local status = f[1]
     if status == 'ringing' or status == 'wrap_up' then status = settle(key, id, now, log_key) end
-    if status and (not skip or (status == 'available' and not skip[id])) then
-      out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, status, f[2] or '0', f[3] or '0', f[4] or '0'
+    if status and status ~= '' and (not skip or (status == 'available' and not skip[id])) then
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, status, word(f[2]), word(f[3]), word(f[4])
       n = n + 5
     end
   end
-  return out
+  return table.concat(out, ' ')
 end
 
 -- The call rings these claimed agents from now: they count as tried, and a call we know

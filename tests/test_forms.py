@@ -78,3 +78,20 @@ def test_remembered_unquoting_is_bounded_and_stays_exact() -> None:
         assert forms.unquote_plus(f"%2B{n}") == f"+{n}"
     assert len(forms._unquoted) <= forms.UNQUOTED_KEPT
     assert forms.unquote_plus("a+b%20c%zz") == "a b c%zz"  # the invalid escape stays as written
+
+
+def test_fields_answer_getall_as_twilio_s_validator_asks_first() -> None:
+    form = our_form_request(b"a=1&a=2&b=3").form
+    assert isinstance(form, forms.Fields)
+    assert form.getall("a") == ["1", "2"] and form.getall("b") == ["3"] and form.getall("c") == []
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator("secret")
+    plain = {"a": "1", "b": "3"}  # one value each: the same signature from a plain dict
+    single = our_form_request(b"a=1&b=3").form
+    assert validator.compute_signature("https://x/y", single) == validator.compute_signature("https://x/y", plain)
+
+
+def our_form_request(body: bytes) -> FormRequest:
+    environ = EnvironBuilder(method="POST", data=body, content_type="application/x-www-form-urlencoded").get_environ()
+    return FormRequest(environ)

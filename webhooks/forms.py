@@ -13,6 +13,7 @@ from urllib.parse import unquote_plus as _unquote_plus
 
 import werkzeug.urls  # noqa: F401 — registers the "werkzeug.url_quote" codec error handler
 from flask import Request
+from werkzeug.datastructures import ImmutableMultiDict
 
 URLENCODED = "application/x-www-form-urlencoded"
 UNQUOTED_KEPT = 4096  # escaped names and values remembered per process (bounded: bodies are the caller's)
@@ -49,8 +50,19 @@ def parse_urlencoded(text: str) -> list[tuple[str, str]]:
     return fields
 
 
+class Fields(ImmutableMultiDict[str, str]):
+    """werkzeug's fields, also answering `getall`: twilio's `RequestValidator` asks every
+    signed field for `getall` first (aiohttp's name) and only after its AttributeError for
+    `getlist`, an exception per field on every webhook."""
+
+    def getall(self, key: str) -> list[str]:
+        return self.getlist(key)
+
+
 class FormRequest(Request):
     """A url-encoded body is parsed by `parse_urlencoded`; everything else is Flask's."""
+
+    parameter_storage_class = Fields
 
     def _load_form_data(self) -> None:
         if "form" in self.__dict__:

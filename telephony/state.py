@@ -133,9 +133,11 @@ def _float(value: Any) -> float:
     return float(text) if text else 0.0
 
 
-def _hash(flat: list[Any]) -> dict[str, str]:
-    """A hash as a script returns it (HGETALL inside Lua: name, value, …)."""
-    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+def _hash(flat: list[bytes]) -> dict[str, str]:
+    """A hash as a script returns it (HGETALL inside Lua: name, value, …), decoded pair by pair
+    without a Python step a field (a call's hash has a few dozen, read on most webhooks)."""
+    words = map(bytes.decode, flat)
+    return dict(zip(words, words, strict=True))
 
 
 def _field_pairs(fields: Mapping[str, Any]) -> list[Any]:
@@ -455,8 +457,8 @@ class LiveState:
                         carry=carry)
 
     def get_call(self, sid: str) -> dict[str, str] | None:
-        raw = self.redis.hgetall(self.keys.call(sid))
-        return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+        raw = cast("dict[bytes, bytes]", self.redis.hgetall(self.keys.call(sid)))
+        return dict(zip(map(bytes.decode, raw), map(bytes.decode, raw.values()), strict=True)) if raw else None
 
     def call_and_claimed(self, sid: str) -> tuple[dict[str, str] | None, set[str]]:
         """`get_call` and `claimed` in one round trip (an agent answering reads both)."""

@@ -158,6 +158,17 @@ def test_secrets_never_logged(make_app, caplog: pytest.LogCaptureFixture,  # typ
         assert secret not in logged
 
 
+def test_a_webhook_s_log_line_names_its_call_and_path(make_app, caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    app = make_app(log_level="DEBUG")
+    caplog.set_level(logging.DEBUG)
+    Voice(app).post("/voice/menu", CALL, signature="forged")  # rejected: logged as a warning
+    out, err = capfd.readouterr()
+    lines = [line for line in (caplog.text + out + err).splitlines() if "twilio signature rejected" in line]
+    assert lines, "the rejection was not logged"
+    assert "call_sid='CAsec0001'" in lines[0] and "path='/voice/menu'" in lines[0]
+
+
 # --- rate limits -----------------------------------------------------------------------------
 
 

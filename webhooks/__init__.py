@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from recordings import db as card_db
@@ -19,13 +19,27 @@ from .runtime import Runtime, build_runtime
 from .settings import Settings, from_env
 
 
+def request_fields(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The request a line was logged in: its path and, on a webhook, the CallSid. Read when a
+    line is written rather than bound on every request (most requests write none); a body not
+    parsed yet is left alone, so logging never reads one."""
+    if has_request_context():
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        event_dict.setdefault("path", req.path)
+        form = req.__dict__.get("form")
+        if form is not None and "CallSid" in form:
+            event_dict.setdefault("call_sid", form["CallSid"])
+    return event_dict
+
+
 def configure_logging(level: str) -> None:
-    """JSON-ish key=value logs with the CallSid bound per request; secrets are never passed in."""
+    """JSON-ish key=value logs with the request's path and CallSid; secrets are never passed in."""
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            request_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
             structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),

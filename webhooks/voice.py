@@ -68,8 +68,6 @@ def now_utc() -> datetime:
 
 @bp.before_request
 def check_signature() -> None:
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(call_sid=request.form.get("CallSid"), path=request.path)
     settings = rt().settings
     if not settings.validate_signatures:
         return

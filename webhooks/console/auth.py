@@ -53,9 +53,8 @@ def load_console_user() -> None:
     `/voice` never reads the session (no SQL on Twilio's path). On `/api` a session counts for
     writes only with the CSRF header, so a cookie alone cannot change anything cross-site.
     """
-    g.console_user = None
     if request.blueprint not in ("console", "api") or "console_uid" not in session:
-        return
+        return  # `g.console_user` stays unset: its readers take None for it
     if request.blueprint == "api" and request.method in UNSAFE_METHODS and not csrf_ok():
         return
     if time.time() - float(session.get("console_at", 0)) > SESSION_MAX_SECONDS:

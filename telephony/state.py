@@ -156,8 +156,12 @@ def _agent_rows(words: bytes) -> list[AgentSnapshot]:
     (`map`, no Python step an agent) and the tuples made by their own constructor (NamedTuple's
     `__new__` is Python)."""
     parts = words.decode().split()
-    columns = zip(parts[0::5], parts[1::5], map(float, parts[2::5]), map(float, parts[3::5]),
-                  map(int, map(float, parts[4::5])), strict=True)  # a word missing: ValueError
+    try:
+        misses = list(map(int, parts[4::5]))  # written as whole numbers
+    except ValueError:
+        misses = [int(float(word)) for word in parts[4::5]]
+    columns = zip(parts[0::5], parts[1::5], map(float, parts[2::5]), map(float, parts[3::5]), misses,
+                  strict=True)  # a word missing: ValueError
     return list(map(tuple.__new__, repeat(AgentSnapshot), columns))  # type: ignore[arg-type]
 
 

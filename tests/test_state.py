@@ -70,7 +70,7 @@ def test_snapshot_reads_empty_or_missing_number_fields_as_zero(
     """The snapshot comes back as words: an empty field must not shift the agents after it."""
     redis_conn.hset(state.keys.agent("ann"), mapping={"idle_since": "", "last_offered_at": ""})
     redis_conn.hdel(state.keys.agent("ann"), "misses")
-    redis_conn.hset(state.keys.agent("bob"), mapping={"misses": 2, "last_offered_at": T0 - 5})
+    redis_conn.hset(state.keys.agent("bob"), mapping={"misses": "2.0", "last_offered_at": T0 - 5})
     snap = state.snapshot(["ann", "bob", "cat"], T0)
     assert snap == [AgentSnapshot("ann", "available", 0.0, 0.0, 0),
                     AgentSnapshot("bob", "available", T0, T0 - 5, 2),

@@ -56,7 +56,7 @@ class Fields(ImmutableMultiDict[str, str]):
     `getlist`, an exception per field on every webhook."""
 
     def getall(self, key: str) -> list[str]:
-        return self.getlist(key)
+        return list(dict.get(self, key, ()))  # what getlist(key) gives, without its type conversion
 
 
 class FormRequest(Request):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from io import BytesIO
 from urllib.parse import urlencode
 
 import pytest
@@ -95,3 +96,39 @@ def test_fields_answer_getall_as_twilio_s_validator_asks_first() -> None:
 def our_form_request(body: bytes) -> FormRequest:
     environ = EnvironBuilder(method="POST", data=body, content_type="application/x-www-form-urlencoded").get_environ()
     return FormRequest(environ)
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded; charset=UTF-8",
+                                          "Application/X-WWW-Form-Urlencoded", " application/x-www-form-urlencoded ;x=1"])
+def test_the_content_type_is_read_as_werkzeug_reads_it(content_type: str) -> None:
+    body = b"CallSid=CA1&From=%2B37255500000"
+    assert our_form(body, content_type) == werkzeug_form(body, content_type) == [("CallSid", "CA1"), ("From", "+37255500000")]
+
+
+def test_a_body_without_a_plain_length_takes_werkzeug_s_stream() -> None:
+    body = b"CallSid=CA1&Digits=1"
+    for extra in ({"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}, {"CONTENT_LENGTH": "x"}):
+        environ = EnvironBuilder(method="POST", data=body, content_type=URLENCODED_TYPE).get_environ()
+        environ.update(extra)
+        expected = list(Request(dict(environ, **{"wsgi.input": BytesIO(body)})).form.items(multi=True))
+        environ["wsgi.input"] = BytesIO(body)
+        assert list(FormRequest(environ).form.items(multi=True)) == expected
+
+
+def test_a_body_over_the_content_limit_is_refused_with_413() -> None:
+    app = Flask(__name__)
+    app.request_class = FormRequest
+    app.config["MAX_CONTENT_LENGTH"] = 16
+
+    @app.post("/f")
+    def f():  # type: ignore[no-untyped-def]
+        return jsonify(dict(request.form))
+
+    client = app.test_client()
+    assert client.post("/f", data={"a": "1"}).get_json() == {"a": "1"}
+    assert client.post("/f", data={"a": "x" * 40}).status_code == 413
+    parsed = our_form_request(b"a=1")
+    assert parsed.form["a"] == "1" and parsed.stream.read() == b""  # read, as after werkzeug's parsing
+
+
+URLENCODED_TYPE = "application/x-www-form-urlencoded"

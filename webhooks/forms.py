@@ -9,11 +9,13 @@ compares them) at about half the cost. Other bodies (multipart, JSON) take werkz
 
 from __future__ import annotations
 
+from io import BytesIO
 from urllib.parse import unquote_plus as _unquote_plus
 
 import werkzeug.urls  # noqa: F401 — registers the "werkzeug.url_quote" codec error handler
 from flask import Request
 from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
 URLENCODED = "application/x-www-form-urlencoded"
 UNQUOTED_KEPT = 4096  # escaped names and values remembered per process (bounded: bodies are the caller's)
@@ -59,6 +61,9 @@ class Fields(ImmutableMultiDict[str, str]):
         return list(dict.get(self, key, ()))  # what getlist(key) gives, without its type conversion
 
 
+_NO_FILES: Fields = Fields()  # immutable: one empty `files` serves every url-encoded request
+
+
 class FormRequest(Request):
     """A url-encoded body is parsed by `parse_urlencoded`; everything else is Flask's."""
 
@@ -67,13 +72,33 @@ class FormRequest(Request):
     def _load_form_data(self) -> None:
         if "form" in self.__dict__:
             return
-        if self.mimetype != URLENCODED or not self.want_form_data_parsed:
+        environ = self.environ
+        if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != URLENCODED:
             super()._load_form_data()
             return
-        stream = self._get_stream_for_parsing()  # limited to the body, and to max_content_length (413)
+        body = self._sized_body()
+        if body is None:  # no plain Content-Length (chunked, say): werkzeug's stream handling
+            stream = self._get_stream_for_parsing()  # limited to the body and to max_content_length (413)
+            body = stream.read()
+        else:
+            stream = BytesIO()  # the body is read, as after werkzeug's parsing
         try:
-            form = self.parameter_storage_class(parse_urlencoded(stream.read().decode()))
+            form = self.parameter_storage_class(parse_urlencoded(body.decode()))
         except ValueError:  # not UTF-8: an empty form, as werkzeug's silent parser gives
             form = self.parameter_storage_class()
         d = self.__dict__
-        d["stream"], d["form"], d["files"] = stream, form, self.parameter_storage_class()
+        d["stream"], d["form"], d["files"] = stream, form, _NO_FILES
+
+    def _sized_body(self) -> bytes | None:
+        """The body of a request with a plain Content-Length (every Twilio webhook), read
+        straight from the server's input: what werkzeug's limited stream reads, without
+        building one. A length over `max_content_length` is refused (413) as werkzeug does."""
+        environ = self.environ
+        length = environ.get("CONTENT_LENGTH")
+        if not length or not (length.isascii() and length.isdigit()) or "HTTP_TRANSFER_ENCODING" in environ:
+            return None
+        size = int(length)
+        limit = self.max_content_length
+        if limit is not None and size > limit:
+            raise RequestEntityTooLarge()
+        return environ["wsgi.input"].read(size) if size else b""

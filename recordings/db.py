@@ -124,33 +124,47 @@ def session(readonly: bool = False) -> Iterator[Session]:
         s.close()
 
 
+_READ_CURSOR = "hotline.read_cursor"
+
+
 def read_first(stmt: sa.ClauseElement, params: dict[str, Any]) -> tuple[Any, ...] | None:
     """The first row of `stmt` on the reader engine (`make_reader_engine`), for a webhook's
     hot read. Never write through it.
 
     The statement runs on the DBAPI cursor: it is compiled once per engine, and SQLAlchemy's
     per-execution machinery (context, result objects, events) cost more client CPU than the
-    query's own round trip. What that machinery does on a fault is kept: a connection that
-    failed as a disconnect is invalidated, so the pool replaces it and the caller's fault is
-    one read. Plain column types only: no result processing is applied.
+    query's own round trip. On PostgreSQL the reader's connections are its own, so each keeps
+    one cursor for these reads (in the pool's `info`, which a new connection starts empty): a
+    psycopg cursor per read costs a third of the read. SQLite's reader is the main engine,
+    whose cursors are closed after each read (an open one would hold its read snapshot).
+    What SQLAlchemy does on a fault is kept: a connection that failed as a disconnect is
+    invalidated, so the pool replaces it and the caller's fault is one read. Plain column
+    types only: no result processing is applied.
     """
     eng = _reader
     if eng is None:
         raise RuntimeError("recordings.db.configure(url) has not been called in this process")
     sql, names = _compiled(eng, stmt)
     values: Any = tuple(params[name] for name in names) if names is not None else params
+    keep = eng is not _engine
     raw = eng.raw_connection()
     try:
-        cursor = raw.cursor()
+        cursor = raw.info.get(_READ_CURSOR) if keep else None
+        if cursor is None or cursor.connection is not raw.dbapi_connection:
+            cursor = raw.cursor()
+            if keep:
+                raw.info[_READ_CURSOR] = cursor
         try:
             cursor.execute(sql, values)
             return cursor.fetchone()  # type: ignore[no-any-return]
         except eng.dialect.loaded_dbapi.Error as error:
+            raw.info.pop(_READ_CURSOR, None)
             if eng.dialect.is_disconnect(error, raw.dbapi_connection, cursor):
                 raw.invalidate(error)
             raise
         finally:
-            cursor.close()
+            if not keep:
+                cursor.close()
     finally:
         raw.close()  # back to the pool (or dropped, when invalidated)
 

@@ -577,3 +577,33 @@ def test_outbound_facts_and_opted_out_sets_feed_the_guard(db: str) -> None:
         assert card.outbound_facts(s, "+3725999999")[0].opted_out is True
         assert card.opted_out_sets(s) == ({"+48601234567"}, {ANNA, "+3725999999"})
         assert card.withdraw_opt_out(s, 999_999, by="admin") is None
+
+
+def test_caller_facts_read_what_is_stored_now_and_survive_a_dropped_connection(db: str) -> None:
+    """The hot read keeps a cursor per PostgreSQL connection: every read sees the latest card,
+    and a connection the server dropped costs one failed read, then a new one is used."""
+    assert card.caller_facts("+37255001234") is None
+    with card_db.session() as s:
+        client, _ = card.find_or_create_client(s, "+37255001234", language="et", name="Mari")
+        s.commit()
+        client_id = client.id
+    assert card.caller_facts("+37255001234") == (client_id, "Mari", "et")
+    with card_db.session() as s:
+        s.get(Client, client_id).language = "ru"
+        s.commit()
+    assert card.caller_facts("+37255001234") == (client_id, "Mari", "ru")
+    if card_db.engine().dialect.name != "postgresql":
+        return
+    admin = sa.create_engine(db, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:  # every other session of this database: the reader's included
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    admin.dispose()
+    outcomes = []
+    for _ in range(4):  # the pool may hold two dropped connections: each fails once
+        try:
+            outcomes.append(card.caller_facts("+37255001234"))
+        except Exception:  # noqa: BLE001 — the driver's own error: the raw cursor is not wrapped
+            outcomes.append("failed")
+    assert outcomes[-1] == (client_id, "Mari", "ru")
+    assert outcomes.count("failed") <= 2

@@ -340,23 +340,30 @@ class LiveState:
         """Every agent ever claimed for the call (ring-all: whom to release or count missed)."""
         return {_text(i) for i in self.redis.smembers(self.keys.claimed(call_sid))}
 
-    def mark_on_call(self, agent_id: str, call_sid: str, now: float, *, claimed: set[str] | None = None,
+    def mark_on_call(self, agent_id: str, call_sid: str, now: float, *, claimed: Iterable[str] | None = None,
                      e164: str | None = None) -> bool:
+        """`answer` without the call's fields: True only if the agent holds the call."""
+        return self.answer(agent_id, call_sid, now, ring=claimed, e164=e164)[0]
+
+    def answer(self, agent_id: str, call_sid: str, now: float, *, ring: Iterable[str] | None = None,
+               e164: str | None = None) -> tuple[bool, dict[str, str] | None]:
         """The agent accepted the whisper: on_call, the other ring-all agents are freed, and a
         call we know records `answered_by` and `answered_at`; with `e164`, the agent becomes
-        the number's last agent (sticky routing). One script.
+        the number's last agent (sticky routing). One script, which also returns the call's
+        fields (None for a call we do not know).
 
-        True only if the agent was ringing for this call (or its ring expired just before and
-        nobody claimed the agent since); a repeated callback returns True again. `claimed`,
-        when the caller has just read it (`call_and_claimed`), saves reading it again.
+        The held flag is True only if the agent was ringing for this call (or its ring expired
+        just before and nobody claimed the agent since); a repeated callback gives True again.
+        `ring`: the agents the dial rang, when the caller knows them (the whisper's URL names
+        them); otherwise the call's claimed set is read first, one round trip more.
         """
-        others = sorted((self.claimed(call_sid) if claimed is None else claimed) - {agent_id})
-        done = self._mark_on_call(
+        others = sorted(set(self.claimed(call_sid) if ring is None else ring) - {agent_id})
+        held, flat = self._mark_on_call(
             keys=[self.keys.status_log, self.keys.agent(agent_id), self.keys.call(call_sid),
                   self.keys.last_agent(e164) if e164 else ""] + self.keys.agents(others),
             args=[_num(now), agent_id, call_sid, CALL_TTL_SECONDS, LAST_AGENT_TTL_SECONDS, *others],
         )
-        return bool(done)
+        return bool(held), (_hash(flat) if flat else None)
 
     def release_unanswered(self, call_sid: str, except_agent: str | None, now: float,
                            claimed: set[str] | None = None) -> list[str]:

@@ -239,9 +239,10 @@ def test_an_answered_call_s_card_events_ride_with_its_live_state_writes(make_app
         sent.clear()
         voice.twiml("/voice/incoming", call_params(sid, caller))
         per_webhook.append(sent[:]), sent.clear()
-        agent = agent_for(voice, dial_targets(voice.twiml("/voice/menu", call_params(sid, caller, Digits="1")))[0])
+        dial = voice.twiml("/voice/menu", call_params(sid, caller, Digits="1")).find("Dial")
         per_webhook.append(sent[:]), sent.clear()
-        voice.twiml(f"/voice/whisper?call={sid}&agent={agent}", call_params(sid + "-leg", caller, ParentCallSid=sid))
+        voice.twiml(dial[0].get("url").removeprefix("http://localhost"),  # the whisper URL the dial names
+                    call_params(sid + "-leg", caller, ParentCallSid=sid))
         per_webhook.append(sent[:]), sent.clear()
         voice.twiml("/voice/dial-result", call_params(sid, caller, DialCallStatus="completed", DialCallDuration="42"))
         per_webhook.append(sent[:]), sent.clear()
@@ -254,12 +255,49 @@ def test_an_answered_call_s_card_events_ride_with_its_live_state_writes(make_app
     answered_call("CA-carried-first", PL_CALLER)  # the first loads the scripts into Redis
     per_webhook = answered_call("CA-carried", EE_CALLER)
     # each webhook's events went with its last write (a script), never in an RPUSH of their own
-    assert per_webhook == [["EVALSHA"], ["HGETALL", "EVALSHA", "EVALSHA"], ["EVALSHA", "EVALSHA"],
+    assert per_webhook == [["EVALSHA"], ["HGETALL", "EVALSHA", "EVALSHA"], ["EVALSHA"],
                            ["HGETALL", "EVALSHA"], ["EVALSHA"]]
     voice.run_jobs()
     kinds = [e.kind for e in events(EE_CALLER)]
     for kind in ("call_arrived", "menu_choice", "call_answered", "call_handled", "call_completed"):
         assert kinds.count(kind) == 1, (kind, kinds)
+
+
+def test_a_ring_all_answer_frees_the_others_in_one_step(make_app, example_rules_text: str,  # type: ignore[no-untyped-def]
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whisper URL a dial names carries whom it rang and the caller's number: the answer,
+    the release of the rest of the ring-all, sticky routing and the call's fields are one script."""
+    data = yaml.safe_load(always_open_rules(example_rules_text))
+    data["queues"]["support"].pop("high_volume")
+    data["queues"]["support"]["strategy"] = "ring_all"
+    voice = Voice(make_app(yaml.safe_dump(data, allow_unicode=True)))
+    state = voice.app.extensions["hotline"].state
+    sid = "CA-ring-all"
+    voice.twiml("/voice/incoming", call_params(sid))
+    root = voice.twiml("/voice/menu", call_params(sid, Digits="1"))
+    dial = root.find("Dial")
+    rung = [agent_for(voice, endpoint) for endpoint in dial_targets(root)]
+    assert len(rung) >= 2, "the ring-all rings every free agent of the queue"
+    assert {a.status for a in state.snapshot(rung, time.time())} == {"ringing"}
+    sent: list[str] = []
+    real = state.redis.execute_command
+
+    def counted(*args, **options):  # type: ignore[no-untyped-def]
+        sent.append(str(args[0]).upper())
+        return real(*args, **options)
+
+    assert not state.mark_on_call("nobody", "CA-none", time.time())  # loads the script into Redis
+    monkeypatch.setattr(state.redis, "execute_command", counted)
+    answering = rung[1]
+    whisper = voice.twiml(dial[1].get("url").removeprefix("http://localhost"),
+                          call_params(sid + "-leg", ParentCallSid=sid))
+    assert sent == ["EVALSHA"]
+    assert EE_CALLER in "".join(say.text or "" for say in whisper.iter("Say"))  # named from the call's fields
+    statuses = {a.id: a.status for a in state.snapshot(rung, time.time())}
+    assert statuses.pop(answering) == "on_call"
+    assert set(statuses.values()) == {"available"}, "the rest of the ring-all is freed"
+    assert state.last_agent(EE_CALLER) == answering
+    assert state.get_call(sid)["answered_by"] == answering
 
 
 def test_all_agents_miss_then_voicemail_with_deadline(voice: Voice, make_app, example_rules_text: str) -> None:  # type: ignore[no-untyped-def]

@@ -510,7 +510,8 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, fiel
     targets = [
         DialTarget(
             endpoint=rules.agents[a].endpoint,
-            whisper_url=public_url("voice.whisper", call=call["sid"], agent=a, lang=lang),
+            whisper_url=public_url("voice.whisper", call=call["sid"], agent=a, lang=lang, ring=",".join(claimed),
+                                   e164=call.get("e164") or None),
             status_callback=public_url("voice.agent_leg", call=call["sid"], agent=a, attempt=attempt),
         )
         for a in claimed
@@ -540,10 +541,15 @@ def whisper():
     rules = runtime.rules.current()
     parent_sid = request.args.get("call", "")
     agent_id = request.args.get("agent", "")
-    found, claimed = runtime.state.call_and_claimed(parent_sid)
-    call = {"sid": parent_sid, **(found or {})}
+    ring = request.args.get("ring")
+    if ring is not None:  # the dial named whom it rang and the caller's number: one step
+        others, e164 = ring.split(","), request.args.get("e164")
+    else:  # a URL made before dials named them (a call in flight over an upgrade): read them
+        found, claimed = runtime.state.call_and_claimed(parent_sid)
+        others, e164 = list(claimed), (found or {}).get("e164")
     # also frees the rest of a ring-all, notes who answered, and makes them the number's last agent
-    runtime.state.mark_on_call(agent_id, parent_sid, time.time(), claimed=claimed, e164=call.get("e164") or None)
+    _, found = runtime.state.answer(agent_id, parent_sid, time.time(), ring=others, e164=e164 or None)
+    call = {"sid": parent_sid, **(found or {})}
     agent_lang = whisper_language(rules, agent_id)
     client = call.get("client_name") or call.get("e164") or call.get("from") or "unknown caller"
     queue_name = call.get("queue") or ""

@@ -237,9 +237,10 @@ def test_an_answered_call_s_card_events_ride_with_its_live_state_writes(make_app
         """The Redis commands of each webhook of an answered call."""
         per_webhook: list[list[str]] = []
         sent.clear()
-        voice.twiml("/voice/incoming", call_params(sid, caller))
+        gather = voice.twiml("/voice/incoming", call_params(sid, caller)).find("Gather")
         per_webhook.append(sent[:]), sent.clear()
-        dial = voice.twiml("/voice/menu", call_params(sid, caller, Digits="1")).find("Dial")
+        menu_url = gather.get("action").removeprefix("http://localhost")  # as Twilio requests it
+        dial = voice.twiml(menu_url, call_params(sid, caller, Digits="1")).find("Dial")
         per_webhook.append(sent[:]), sent.clear()
         voice.twiml(dial[0].get("url").removeprefix("http://localhost"),  # the whisper URL the dial names
                     call_params(sid + "-leg", caller, ParentCallSid=sid))
@@ -255,7 +256,8 @@ def test_an_answered_call_s_card_events_ride_with_its_live_state_writes(make_app
     answered_call("CA-carried-first", PL_CALLER)  # the first loads the scripts into Redis
     per_webhook = answered_call("CA-carried", EE_CALLER)
     # each webhook's events went with its last write (a script), never in an RPUSH of their own
-    assert per_webhook == [["EVALSHA"], ["HGETALL", "EVALSHA", "EVALSHA"], ["EVALSHA"],
+    # the menu's choice of a queue goes straight to its dial: the call is not read first
+    assert per_webhook == [["EVALSHA"], ["EVALSHA", "EVALSHA"], ["EVALSHA"],
                            ["HGETALL", "EVALSHA"], ["EVALSHA"]]
     voice.run_jobs()
     kinds = [e.kind for e in events(EE_CALLER)]
@@ -298,6 +300,35 @@ def test_a_ring_all_answer_frees_the_others_in_one_step(make_app, example_rules_
     assert set(statuses.values()) == {"available"}, "the rest of the ring-all is freed"
     assert state.last_agent(EE_CALLER) == answering
     assert state.get_call(sid)["answered_by"] == answering
+
+
+def test_a_returning_caller_reaches_their_last_agent_through_the_menu_s_direct_path(  # type: ignore[no-untyped-def]
+        make_app, example_rules_text: str) -> None:
+    """The menu's queue choice dials without reading the live call: the caller's number, read
+    from Twilio's fields, still drives sticky routing and the Dial's caller id."""
+    data = yaml.safe_load(always_open_rules(example_rules_text))
+    data["queues"]["support"].pop("high_volume")
+    data["queues"]["support"]["strategy"] = "sticky"
+    for agent in data["agents"].values():
+        agent["wrap_up_seconds"] = 0
+    voice = Voice(make_app(yaml.safe_dump(data, allow_unicode=True)))
+
+    def answered_call(sid: str, pick: int) -> str:
+        gather = voice.twiml("/voice/incoming", call_params(sid)).find("Gather")
+        root = voice.twiml(gather.get("action").removeprefix("http://localhost"), call_params(sid, Digits="1"))
+        dial = root.find("Dial")
+        assert dial.get("callerId") == EE_CALLER
+        agent = agent_for(voice, dial_targets(root)[pick])
+        voice.twiml(dial[pick].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+        voice.twiml("/voice/dial-result", call_params(sid, DialCallStatus="completed", DialCallDuration="30"))
+        voice.post("/voice/status", call_params(sid, CallStatus="completed", CallDuration="40", SequenceNumber="0"))
+        return agent
+
+    first = answered_call("CA-sticky-1", 0)
+    assert voice.app.extensions["hotline"].state.last_agent(EE_CALLER) == first
+    gather = voice.twiml("/voice/incoming", call_params("CA-sticky-2")).find("Gather")
+    root = voice.twiml(gather.get("action").removeprefix("http://localhost"), call_params("CA-sticky-2", Digits="1"))
+    assert agent_for(voice, dial_targets(root)[0]) == first, "the returning caller's last agent is rung first"
 
 
 def test_all_agents_miss_then_voicemail_with_deadline(voice: Voice, make_app, example_rules_text: str) -> None:  # type: ignore[no-untyped-def]

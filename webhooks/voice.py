@@ -350,14 +350,36 @@ def incoming():
     return twiml(greeting_twiml(rules, lang))
 
 
+def direct_queue(rules: Rules, digits: str) -> str | None:
+    """The queue a menu digit sends the caller straight to its agents (open, no offer to make
+    first: `route_to_queue`'s dial path), else None."""
+    if not digits or digits in (rules.menu.language_digit, rules.menu.opt_out_digit, rules.menu.complaint_digit):
+        return None
+    queue = engine.queue_for_digit(rules, digits)
+    if queue is None or rules.queues[queue].high_volume is not None or not engine.is_open(rules, queue, now_utc()):
+        return None
+    return queue
+
+
 @bp.post("/menu")
 def menu():
     runtime = rt()
     rules = runtime.rules.current()
-    call_sid = request.form.get("CallSid", "")
+    form = request.form
+    call_sid = form.get("CallSid", "")
+    digits = form.get("Digits", "")
+    queue = direct_queue(rules, digits) if request.args.get("lang") else None
+    if queue is not None:
+        # The common choice: all the dial needs of the call is the caller's number, which
+        # Twilio sends again (read as `incoming` read it), and the language is in the URL; the
+        # live call is not read first (one round trip fewer). Its fields are set by the dial.
+        raw_from = form.get("From", "")
+        e164 = numbers.caller_of(raw_from, rules.hotline.country)[0]
+        call = {"sid": call_sid, "from": raw_from, "e164": e164 or ""}
+        record_event(call, "menu_choice", {"digits": digits, "queue": queue})
+        return route_to_queue(rules, call, queue, request.args["lang"])
     call = load_call(call_sid)
     lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
-    digits = request.form.get("Digits", "")
     repeat = int(request.args.get("repeat", "0") or 0)
     if not digits:
         if repeat + 1 < rules.menu.repeats:

@@ -225,10 +225,12 @@ def sync(coro: Any) -> Any:
     for ~80 ms, and every request in flight then counted the pause as server latency (the p99
     excursions of the fixed-rate phase). Its objects are freed by reference counting as they
     go; what is cyclic is collected between phases."""
+    was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
         return asyncio.run(coro)
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
         gc.collect()

@@ -132,3 +132,41 @@ def test_a_body_over_the_content_limit_is_refused_with_413() -> None:
 
 
 URLENCODED_TYPE = "application/x-www-form-urlencoded"
+
+
+def test_a_long_escaped_value_is_never_remembered() -> None:
+    forms._unquoted.clear()
+    secret = "p%40ss+" + "%41" * 40  # a password or a big field: unquoted, not kept
+    assert forms.unquote_plus(secret) == "p@ss " + "A" * 40
+    assert secret not in forms._unquoted and not forms._unquoted
+
+
+def test_a_body_read_before_the_form_still_parses_as_werkzeug_parses_it() -> None:
+    body = b"CallSid=CA1&From=%2B3725550000"
+    environ = EnvironBuilder(method="POST", data=body, content_type=URLENCODED_TYPE).get_environ()
+    ours, theirs = FormRequest(dict(environ, **{"wsgi.input": BytesIO(body)})), Request(environ)
+    assert ours.get_data() == theirs.get_data() == body
+    assert list(ours.form.items(multi=True)) == list(theirs.form.items(multi=True)) == [
+        ("CallSid", "CA1"), ("From", "+3725550000")]
+
+
+def test_a_body_that_ends_short_is_a_disconnect_as_in_werkzeug() -> None:
+    from werkzeug.exceptions import ClientDisconnected
+
+    environ = EnvironBuilder(method="POST", data=b"CallSid=CA1", content_type=URLENCODED_TYPE).get_environ()
+    environ["CONTENT_LENGTH"] = "40"  # more than will arrive
+    for request_class in (Request, FormRequest):
+        with pytest.raises(ClientDisconnected):
+            request_class(dict(environ, **{"wsgi.input": BytesIO(b"CallSid=CA1")})).form  # noqa: B018
+
+
+class _Trickle(BytesIO):
+    def read(self, size: int | None = -1) -> bytes:  # a server that hands the body over in parts
+        return super().read(min(size, 5) if size is not None and size >= 0 else 5)
+
+
+def test_a_body_handed_over_in_parts_is_read_whole() -> None:
+    body = b"CallSid=CA1&From=%2B3725550000&Digits=1"
+    environ = EnvironBuilder(method="POST", data=body, content_type=URLENCODED_TYPE).get_environ()
+    environ["wsgi.input"] = _Trickle(body)
+    assert FormRequest(environ).form.to_dict() == {"CallSid": "CA1", "From": "+3725550000", "Digits": "1"}

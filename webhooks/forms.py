@@ -15,18 +15,22 @@ from urllib.parse import unquote_plus as _unquote_plus
 import werkzeug.urls  # noqa: F401 — registers the "werkzeug.url_quote" codec error handler
 from flask import Request
 from werkzeug.datastructures import ImmutableMultiDict
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 URLENCODED = "application/x-www-form-urlencoded"
 UNQUOTED_KEPT = 4096  # escaped names and values remembered per process (bounded: bodies are the caller's)
+UNQUOTED_LONGEST = 48  # only short texts (numbers, sids) are remembered: a long one may be big or secret
 
 _unquoted: dict[str, str] = {}
 
 
 def unquote_plus(text: str) -> str:
-    """`unquote_plus` as werkzeug applies it, remembered: the escaped fields of a webhook are
-    mostly the same few numbers (`To`, `Called`, a returning caller's `From`), and unquoting
-    costs more than the lookup."""
+    """`unquote_plus` as werkzeug applies it, remembered for short texts: the escaped fields of
+    a webhook are mostly the same few numbers (`To`, `Called`, a returning caller's `From`),
+    and unquoting costs more than the lookup. A long text is never kept (an unsigned request
+    could otherwise pin memory, and a form's password stays out of the process's memory)."""
+    if len(text) > UNQUOTED_LONGEST:
+        return _unquote_plus(text, errors="werkzeug.url_quote")
     found = _unquoted.get(text)
     if found is None:
         if len(_unquoted) >= UNQUOTED_KEPT:
@@ -92,7 +96,12 @@ class FormRequest(Request):
     def _sized_body(self) -> bytes | None:
         """The body of a request with a plain Content-Length (every Twilio webhook), read
         straight from the server's input: what werkzeug's limited stream reads, without
-        building one. A length over `max_content_length` is refused (413) as werkzeug does."""
+        building one. As there, a length over `max_content_length` is refused (413) and a body
+        that ends short is a disconnect (400). None (werkzeug's way) when the body was already
+        read or its stream made (`get_data`, `stream`), or the request is shallow."""
+        d = self.__dict__
+        if "_cached_data" in d or "stream" in d or self.shallow:
+            return None
         environ = self.environ
         length = environ.get("CONTENT_LENGTH")
         if not length or not (length.isascii() and length.isdigit()) or "HTTP_TRANSFER_ENCODING" in environ:
@@ -101,4 +110,13 @@ class FormRequest(Request):
         limit = self.max_content_length
         if limit is not None and size > limit:
             raise RequestEntityTooLarge()
-        return environ["wsgi.input"].read(size) if size else b""
+        if not size:
+            return b""
+        stream = environ["wsgi.input"]
+        body = stream.read(size)
+        while len(body) < size:  # a server may hand it over in parts; the end before it is a disconnect
+            more = stream.read(size - len(body))
+            if not more:
+                raise ClientDisconnected()
+            body += more
+        return body

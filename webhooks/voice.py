@@ -351,14 +351,12 @@ def incoming():
 
 
 def direct_queue(rules: Rules, digits: str) -> str | None:
-    """The queue a menu digit sends the caller straight to its agents (open, no offer to make
-    first: `route_to_queue`'s dial path), else None."""
+    """The queue a menu digit sends the caller straight to its agents (`straight_to_agents`),
+    else None."""
     if not digits or digits in (rules.menu.language_digit, rules.menu.opt_out_digit, rules.menu.complaint_digit):
         return None
     queue = engine.queue_for_digit(rules, digits)
-    if queue is None or rules.queues[queue].high_volume is not None or not engine.is_open(rules, queue, now_utc()):
-        return None
-    return queue
+    return queue if queue is not None and straight_to_agents(rules, queue, now_utc()) else None
 
 
 @bp.post("/menu")
@@ -377,7 +375,7 @@ def menu():
         e164 = numbers.caller_of(raw_from, rules.hotline.country)[0]
         call = {"sid": call_sid, "from": raw_from, "e164": e164 or ""}
         record_event(call, "menu_choice", {"digits": digits, "queue": queue})
-        return route_to_queue(rules, call, queue, request.args["lang"])
+        return dial_queue(rules, call, queue, request.args["lang"], Script())
     call = load_call(call_sid)
     lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
     repeat = int(request.args.get("repeat", "0") or 0)
@@ -458,19 +456,33 @@ def opt_out():
 # --- routing: ring agents within the ring target ----------------------------------------------
 
 
+def straight_to_agents(rules: Rules, queue: str, now: datetime) -> bool:
+    """The queue is open and has no offer to make first: its callers go straight to its agents."""
+    return rules.queues[queue].high_volume is None and engine.is_open(rules, queue, now)
+
+
+def queue_fields(queue: str, lang: str) -> dict[str, str]:
+    """What a call going to a queue sets on its live state: a new queue restarts the attempts."""
+    return {"queue": queue, "lang": lang, "attempt": "0"}
+
+
+def dial_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, script: Script):
+    """Straight to the queue's agents: the call's queue fields are set in the dial's own step."""
+    call["queue"] = queue
+    script.add(say(rules, lang, "connecting"))
+    script.steps.extend(dial_next(rules, call, queue, lang, fields=queue_fields(queue, lang)).steps)
+    return twiml(script)
+
+
 def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *, intro: Script | None = None):
     runtime = rt()
     now = now_utc()
-    fields = {"queue": queue, "lang": lang, "attempt": "0"}  # a new queue restarts the attempts
-    call["queue"] = queue
     script = intro or Script()
+    if straight_to_agents(rules, queue, now):
+        return dial_queue(rules, call, queue, lang, script)
+    call["queue"] = queue
+    runtime.state.update_call(call["sid"], **queue_fields(queue, lang))
     is_open = engine.is_open(rules, queue, now)
-    if rules.queues[queue].high_volume is None and is_open:
-        # no offer to make: straight to the agents, the fields set in the dial's own step
-        script.add(say(rules, lang, "connecting"))
-        script.steps.extend(dial_next(rules, call, queue, lang, fields=fields).steps)
-        return twiml(script)
-    runtime.state.update_call(call["sid"], **fields)
     if not is_open:
         next_open = engine.next_open_at(rules, queue, now)
         local_now = now.astimezone(engine.zone(rules))

@@ -29,13 +29,13 @@ def unquote_plus(text: str) -> str:
     a webhook are mostly the same few numbers (`To`, `Called`, a returning caller's `From`),
     and unquoting costs more than the lookup. A long text is never kept (an unsigned request
     could otherwise pin memory, and a form's password stays out of the process's memory)."""
-    if len(text) > UNQUOTED_LONGEST:
-        return _unquote_plus(text, errors="werkzeug.url_quote")
     found = _unquoted.get(text)
     if found is None:
-        if len(_unquoted) >= UNQUOTED_KEPT:
-            _unquoted.clear()
-        found = _unquoted[text] = _unquote_plus(text, errors="werkzeug.url_quote")
+        found = _unquote_plus(text, errors="werkzeug.url_quote")
+        if len(text) <= UNQUOTED_LONGEST:
+            if len(_unquoted) >= UNQUOTED_KEPT:
+                _unquoted.clear()
+            _unquoted[text] = found
     return found
 
 

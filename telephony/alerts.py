@@ -22,6 +22,7 @@ from recordings import card, db, overdue
 from routing_rules.schema import Rules
 
 from . import context
+from .dispatch import chain_alive_seconds
 
 log = logging.getLogger("hotline.alerts")
 
@@ -127,6 +128,8 @@ def check_and_reschedule(queue_name: str) -> dict[str, int]:
     """The periodic job: check now, then schedule the next check (needs the RQ scheduler)."""
     from rq import get_current_job
 
+    ctx = context.current()
+    ctx.state.note_periodic(CHECK_JOB_ID, chain_alive_seconds(ctx.current_rules().alerts.check_every_seconds))
     try:
         return check_overdue()
     finally:
@@ -138,7 +141,13 @@ def check_and_reschedule(queue_name: str) -> dict[str, int]:
                 job_id=_slot_job_id(time.time() + every, every))
 
 
-def start_checks(queue: Queue, every_seconds: int = 60) -> None:
-    """Start the periodic chain (a worker calls this at start; a repeat within the interval is
+def start_checks(queue: Queue, every_seconds: int = 60) -> bool:
+    """Start the periodic chain unless it is alive; True if started (as `dispatch.start_ticks`:
+    a worker calls this at start and then every few seconds; a repeat within the interval is
     the same job)."""
+    state = context.current().state
+    if state.periodic_alive(CHECK_JOB_ID):
+        return False
+    state.note_periodic(CHECK_JOB_ID, chain_alive_seconds(every_seconds))  # until its first run
     queue.enqueue(check_and_reschedule, queue.name, job_id=_slot_job_id(time.time(), every_seconds))
+    return True

@@ -174,13 +174,32 @@ TICK_EVERY_SECONDS = 10  # a due callback or an ended wrap-up waits at most this
 
 
 def tick(now: datetime | None = None) -> int:
-    """Periodic: start a new day's call counters after local midnight, then serve lines whose
-    agents are free (wrap-ups that ended, due callbacks)."""
+    """Periodic: bring back agents the live state lacks, start a new day's call counters after
+    local midnight, then serve lines whose agents are free (wrap-ups that ended, due callbacks).
+
+    Agents go missing when Redis loses its data (a restart without persistence, a failover to
+    an empty replica) or when the rules file gains an agent by hand; until they are back, no
+    call reaches them. Existing agents are never touched.
+    """
     ctx = context.current()
-    today = (now or datetime.now(UTC)).astimezone(engine.zone(ctx.current_rules())).date().isoformat()
+    rules = ctx.current_rules()
+    created = ctx.state.sync_agents(rules.agents_available_by_default(), time.time())
+    if created:
+        log.warning("agents missing from the live state were added from the rules: %s", ", ".join(created))
+    today = (now or datetime.now(UTC)).astimezone(engine.zone(rules)).date().isoformat()
     if ctx.state.start_day(today, ctx.state.agent_ids()):
         log.info("new day %s: agents' calls_today counters reset", today)
     return agent_freed(None)
+
+
+TICK_CHAIN = "dispatch-tick"
+CHAIN_GRACE_SECONDS = 30  # a chain's mark outlives 3 intervals and this: the scheduler's lag
+
+
+def chain_alive_seconds(every: float) -> float:
+    """How long one run or start keeps a periodic chain's mark: a chain whose mark is gone has
+    stopped (its job lost with Redis's data, or a worker killed between run and reschedule)."""
+    return 3 * every + CHAIN_GRACE_SECONDS
 
 
 def _tick_job_id(at: float) -> str:
@@ -191,6 +210,7 @@ def tick_and_reschedule(queue_name: str) -> int:
     """The periodic job: serve the lines, then schedule the next tick (needs the RQ scheduler)."""
     from rq import Queue, get_current_job
 
+    context.current().state.note_periodic(TICK_CHAIN, chain_alive_seconds(TICK_EVERY_SECONDS))
     try:
         return tick()
     finally:
@@ -201,9 +221,16 @@ def tick_and_reschedule(queue_name: str) -> int:
                 job_id=_tick_job_id(time.time() + TICK_EVERY_SECONDS))
 
 
-def start_ticks(queue: Any) -> None:
-    """Start the periodic chain when a worker starts; a repeat within the interval is the same job."""
+def start_ticks(queue: Any) -> bool:
+    """Start the periodic chain unless it is alive; True if started. A worker calls this when it
+    starts and then every few seconds (`webhooks.worker.keep_chains`), so a chain lost with
+    Redis's data comes back; two workers starting in one interval make the same job."""
+    state = context.current().state
+    if state.periodic_alive(TICK_CHAIN):
+        return False
+    state.note_periodic(TICK_CHAIN, chain_alive_seconds(TICK_EVERY_SECONDS))  # until its first run
     queue.enqueue(tick_and_reschedule, queue.name, job_id=_tick_job_id(time.time()))
+    return True
 
 
 def register_callback(e164: str, queue: str, language: str, since: float, not_before_iso: str | None,

@@ -10,6 +10,7 @@ status change is written to `status_log`. See docs/live-state.md.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from pathlib import Path
@@ -113,6 +114,10 @@ class Keys:
     def login_attempts(self, who: str) -> str:
         """Console login attempts of one (user name, address) hash in the current window."""
         return f"{self.prefix}console:login:{who}"
+
+    def periodic(self, chain: str) -> str:
+        """Present while a periodic job chain (the dispatch tick, the overdue check) is alive."""
+        return f"{self.prefix}periodic:{chain}"
 
     def card_events(self, stage: str = "pending") -> str:
         """Webhook card events for the batched writer: `pending`, then `processing` while applied."""
@@ -247,6 +252,13 @@ class LiveState:
             args += [agent_id, AVAILABLE if agents[agent_id] else OFFLINE]
         keys = [self.keys.status_log, self.keys.agents_index] + self.keys.agents(ids)
         return [_text(i) for i in self._sync(keys=keys, args=args)]
+
+    def note_periodic(self, chain: str, seconds: float) -> None:
+        """A periodic chain ran or was started: it counts as alive for `seconds` more."""
+        self.redis.set(self.keys.periodic(chain), _num(time.time()), ex=max(1, math.ceil(seconds)))
+
+    def periodic_alive(self, chain: str) -> bool:
+        return bool(self.redis.exists(self.keys.periodic(chain)))
 
     def agent_ids(self) -> set[str]:
         """Every agent ever synced (the rules may have dropped some since)."""

@@ -58,10 +58,7 @@ def prepare_storage(settings: Settings) -> None:
 
 
 def sync_agents(runtime: Runtime) -> None:
-    rules = runtime.rules.current()
-    runtime.state.sync_agents(
-        {agent_id: agent.available_by_default for agent_id, agent in rules.agents.items()}, time.time()
-    )
+    runtime.state.sync_agents(runtime.rules.current().agents_available_by_default(), time.time())
 
 
 class HotlineFlask(Flask):

@@ -18,6 +18,7 @@ from recordings.card import OPT_OUT_SOURCES
 from routing_rules.loading import check_rules, load_rules
 from telephony import numbers
 from telephony.outbound import Dialler
+from telephony.state import UnknownAgent
 
 from .auth import requires
 from .openapi import OPENAPI
@@ -144,8 +145,22 @@ def openapi():
 @requires("agent")
 def list_agents():
     rules = rt().rules.current()
-    snapshots = rt().state.snapshot(list(rules.agents), time.time())
+    snapshots = live_agents(rules, list(rules.agents), time.time())
     return jsonify(agents=[agent_json(s, rules) for s in snapshots])
+
+
+def live_agents(rules: Any, ids: list[str], now: float) -> list[Any]:
+    """The agents' live state; agents of the rules that it lacks are added first.
+
+    It lacks them after Redis lost its data or when the rules file gained an agent by hand
+    (the worker's tick adds them too, within seconds): the API shows and sets them at once.
+    """
+    state = rt().state
+    found = state.snapshot(ids, now)
+    if len(found) < len(ids):
+        state.sync_agents(rules.agents_available_by_default(), now)
+        found = state.snapshot(ids, now)
+    return found
 
 
 def agent_json(snapshot: Any, rules: Any) -> dict[str, Any]:
@@ -165,7 +180,7 @@ def get_agent_status(agent_id: str):
     rules = rt().rules.current()
     if agent_id not in rules.agents:
         raise BadRequest("agent_id", f"no agent {agent_id!r} in the rules", 404)
-    (snapshot,) = rt().state.snapshot([agent_id], time.time())
+    (snapshot,) = live_agents(rules, [agent_id], time.time())
     return jsonify(agent_json(snapshot, rules))
 
 
@@ -196,7 +211,12 @@ def apply_agent_status(agent_id: str, status: str, by: str, now: float) -> tuple
     Returns (previous, current); `current != status` means the state refused. Shared with the
     console's agent and admin pages.
     """
-    previous, current = rt().state.set_status(agent_id, status, now, by=by)
+    state = rt().state
+    try:
+        previous, current = state.set_status(agent_id, status, now, by=by)
+    except UnknownAgent:  # the live state lacks the agent (see `live_agents`): added, then set
+        state.sync_agents(rt().rules.current().agents_available_by_default(), now)
+        previous, current = state.set_status(agent_id, status, now, by=by)
     if current == status == "available":
         from telephony import dispatch
 
@@ -451,4 +471,4 @@ def write_rules(text: str) -> None:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)  # atomic: other processes see the old or the new file, never half
     rt().rules.replace(rules)
-    rt().state.sync_agents({a: r.available_by_default for a, r in rules.agents.items()}, time.time())
+    rt().state.sync_agents(rules.agents_available_by_default(), time.time())

@@ -88,17 +88,20 @@ def serve(host: str, port: int, workers: int | None, with_worker: bool) -> None:
 @click.option("--burst", is_flag=True, help="apply what is queued, then exit")
 def worker(burst: bool) -> None:
     """Run the job worker (card events, Twilio callbacks, callbacks dispatch) with its scheduler."""
-    from telephony.alerts import start_checks
-    from telephony.dispatch import start_ticks
+    import threading
 
-    from .worker import make_worker
+    from . import create_app
+    from .worker import make_worker, watch_chains
 
-    worker_ = make_worker()
-    if not burst:  # the overdue check (escalations, alerts) re-schedules itself every interval
-        runtime = worker_.app.extensions["hotline"]  # type: ignore[attr-defined]
-        start_checks(runtime.jobs, runtime.rules.current().alerts.check_every_seconds)
-        start_ticks(runtime.jobs)  # due callbacks and ended wrap-ups reach the waiting lines
-    worker_.work(burst=burst, with_scheduler=not burst)
+    app = create_app()
+    worker_ = make_worker(app)
+    stop = threading.Event()
+    if not burst:  # the overdue check (escalations, alerts) and the dispatch tick (due callbacks,
+        watch_chains(app, stop)  # ended wrap-ups) re-schedule themselves; kept alive
+    try:
+        worker_.work(burst=burst, with_scheduler=not burst)
+    finally:
+        stop.set()
 
 
 @main.group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -13,6 +14,8 @@ from rq.timeouts import TimerDeathPenalty
 
 from . import create_app
 from .card_events import CardEventDrainer
+
+log = logging.getLogger("hotline.worker")
 
 
 class AppWorker(SimpleWorker):
@@ -92,6 +95,49 @@ def start_background_worker(app: Flask) -> tuple[BackgroundWorker, threading.Thr
                               name="hotline-worker")
     thread.start()
     return worker, thread
+
+
+CHAINS_WATCH_SECONDS = 15  # how soon a lost periodic chain is started again
+
+
+def keep_chains(app: Flask) -> list[str]:
+    """Start each periodic chain that is not alive (the dispatch tick, the overdue check);
+    returns the ones started. A worker runs this when it starts and then every
+    `CHAINS_WATCH_SECONDS` (`watch_chains`): a chain is a job that schedules its successor, so
+    one lost with Redis's data, or with a worker killed between run and reschedule, would
+    otherwise stay lost until a worker restarts."""
+    from telephony.alerts import CHECK_JOB_ID, start_checks
+    from telephony.dispatch import TICK_CHAIN, start_ticks
+
+    runtime = app.extensions["hotline"]
+    started = []
+    if start_checks(runtime.jobs, runtime.rules.current().alerts.check_every_seconds):
+        started.append(CHECK_JOB_ID)
+    if start_ticks(runtime.jobs):
+        started.append(TICK_CHAIN)
+    return started
+
+
+def watch_chains(app: Flask, stop: threading.Event) -> threading.Thread:
+    """`keep_chains` now, then every `CHAINS_WATCH_SECONDS` on a thread until `stop` is set.
+    A restart after the first start is logged as a warning: something lost the chain."""
+
+    def loop() -> None:
+        while not stop.wait(CHAINS_WATCH_SECONDS):
+            try:
+                with app.app_context():
+                    restarted = keep_chains(app)
+            except Exception:  # noqa: BLE001 — Redis down: try again next round
+                log.warning("periodic chains not checked", exc_info=True)
+                continue
+            if restarted:
+                log.warning("periodic chains were lost and are started again: %s", ", ".join(restarted))
+
+    with app.app_context():
+        keep_chains(app)
+    thread = threading.Thread(target=loop, daemon=True, name="hotline-chains")
+    thread.start()
+    return thread
 
 
 def purge_queue(conn: redis.Redis, name: str) -> int:

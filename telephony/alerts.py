@@ -1,7 +1,7 @@
 """The periodic overdue check: escalate late complaints, tell the on-duty supervisor once.
 
 `check_overdue` runs as an RQ job every `rules.alerts.check_every_seconds` (it schedules its own
-next run; `start_checks` starts the chain when a worker starts). Each overdue voicemail,
+next run; `start_checks` starts the chain when a worker starts, and again if it was lost). Each overdue voicemail,
 callback or complaint gets one alert row (`recordings.overdue`); delivery is a JSON POST to
 `alerts.webhook_url` and an SMS to each of `alerts.sms_to` through Twilio's Messages API, and is
 retried on later runs until a channel accepts it. Receivers can de-duplicate by the
@@ -128,9 +128,9 @@ def check_and_reschedule(queue_name: str) -> dict[str, int]:
     """The periodic job: check now, then schedule the next check (needs the RQ scheduler)."""
     from rq import get_current_job
 
-    ctx = context.current()
-    ctx.state.note_periodic(CHECK_JOB_ID, chain_alive_seconds(ctx.current_rules().alerts.check_every_seconds))
     try:
+        ctx = context.current()
+        ctx.state.note_periodic(CHECK_JOB_ID, chain_alive_seconds(ctx.current_rules().alerts.check_every_seconds))
         return check_overdue()
     finally:
         job = get_current_job()
@@ -143,11 +143,9 @@ def check_and_reschedule(queue_name: str) -> dict[str, int]:
 
 def start_checks(queue: Queue, every_seconds: int = 60) -> bool:
     """Start the periodic chain unless it is alive; True if started (as `dispatch.start_ticks`:
-    a worker calls this at start and then every few seconds; a repeat within the interval is
-    the same job)."""
-    state = context.current().state
-    if state.periodic_alive(CHECK_JOB_ID):
+    a worker calls this at start and then every few seconds; of several asking at once, one
+    starts it)."""
+    if not context.current().state.start_periodic(CHECK_JOB_ID, chain_alive_seconds(every_seconds)):
         return False
-    state.note_periodic(CHECK_JOB_ID, chain_alive_seconds(every_seconds))  # until its first run
     queue.enqueue(check_and_reschedule, queue.name, job_id=_slot_job_id(time.time(), every_seconds))
     return True

@@ -210,8 +210,8 @@ def tick_and_reschedule(queue_name: str) -> int:
     """The periodic job: serve the lines, then schedule the next tick (needs the RQ scheduler)."""
     from rq import Queue, get_current_job
 
-    context.current().state.note_periodic(TICK_CHAIN, chain_alive_seconds(TICK_EVERY_SECONDS))
     try:
+        context.current().state.note_periodic(TICK_CHAIN, chain_alive_seconds(TICK_EVERY_SECONDS))
         return tick()
     finally:
         job = get_current_job()
@@ -224,11 +224,9 @@ def tick_and_reschedule(queue_name: str) -> int:
 def start_ticks(queue: Any) -> bool:
     """Start the periodic chain unless it is alive; True if started. A worker calls this when it
     starts and then every few seconds (`webhooks.worker.keep_chains`), so a chain lost with
-    Redis's data comes back; two workers starting in one interval make the same job."""
-    state = context.current().state
-    if state.periodic_alive(TICK_CHAIN):
+    Redis's data comes back; of several workers asking at once, one starts it."""
+    if not context.current().state.start_periodic(TICK_CHAIN, chain_alive_seconds(TICK_EVERY_SECONDS)):
         return False
-    state.note_periodic(TICK_CHAIN, chain_alive_seconds(TICK_EVERY_SECONDS))  # until its first run
     queue.enqueue(tick_and_reschedule, queue.name, job_id=_tick_job_id(time.time()))
     return True
 

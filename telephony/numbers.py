@@ -177,17 +177,30 @@ def country_of(e164: str) -> str | None:
     return region_of(e164)[0]
 
 
-@lru_cache(maxsize=4096)
+CALLERS_KEPT = 4096
+CALLER_KEPT_LENGTH = 32  # a phone number, formatted; longer texts are parsed each time
+
+
 def caller_of(raw: str | None, default_region: str = "EE") -> tuple[str | None, str | None]:
     """(E.164, ISO country) of a caller's number from one parse: what a greeting needs;
     (None, None) as `normalize` gives None.
 
-    Kept per process (bounded): a call's webhooks read the same `From` again (the menu after
-    the greeting), and a parse costs as much as a Redis round trip's client side."""
+    Short texts are kept per process (bounded): a call's webhooks read the same `From` again
+    (the menu after the greeting), and a parse costs as much as a Redis round trip's client
+    side."""
+    if raw is not None and len(raw) <= CALLER_KEPT_LENGTH:
+        return _kept_caller(raw, default_region)
+    return _caller(raw, default_region)
+
+
+def _caller(raw: str | None, default_region: str) -> tuple[str | None, str | None]:
     number = parse(raw, default_region)
     if number is None:
         return None, None
     return e164_of(number), region_of_number(number)[0]
+
+
+_kept_caller = lru_cache(maxsize=CALLERS_KEPT)(_caller)
 
 
 def zones_key(number: PhoneNumber, e164: str, kind: int) -> tuple[str, bool]:

@@ -254,11 +254,14 @@ class LiveState:
         return [_text(i) for i in self._sync(keys=keys, args=args)]
 
     def note_periodic(self, chain: str, seconds: float) -> None:
-        """A periodic chain ran or was started: it counts as alive for `seconds` more."""
+        """A periodic chain ran: it counts as alive for `seconds` more."""
         self.redis.set(self.keys.periodic(chain), _num(time.time()), ex=max(1, math.ceil(seconds)))
 
-    def periodic_alive(self, chain: str) -> bool:
-        return bool(self.redis.exists(self.keys.periodic(chain)))
+    def start_periodic(self, chain: str, seconds: float) -> bool:
+        """Whether to start a periodic chain: True (and alive for `seconds`) only when it was not
+        alive, and for one caller only, however many workers ask at once."""
+        key = self.keys.periodic(chain)
+        return bool(self.redis.set(key, _num(time.time()), ex=max(1, math.ceil(seconds)), nx=True))
 
     def agent_ids(self) -> set[str]:
         """Every agent ever synced (the rules may have dropped some since)."""

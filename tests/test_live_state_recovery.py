@@ -6,20 +6,23 @@ from __future__ import annotations
 from typing import Any
 
 import redis as redis_lib
+from rq.registry import ScheduledJobRegistry
 
 from telephony import dispatch
 from telephony.alerts import CHECK_JOB_ID
 from tests.conftest import ACCOUNT_SID
-from webhooks.worker import keep_chains
+from webhooks.worker import keep_chains, purge_queue
 
 ADMIN = {"Authorization": "Bearer admin-token"}
 
 
 def lose_redis_data(conn: redis_lib.Redis, prefix: str) -> None:
-    """What a restart without persistence leaves of the hotline's keys: nothing."""
+    """What a restart without persistence leaves of the hotline's keys and its job queue
+    (queued and scheduled jobs, `make_app`'s queue): nothing."""
     keys = list(conn.scan_iter(match=prefix + "*", count=1000))
     if keys:
         conn.delete(*keys)
+    purge_queue(conn, f"{prefix}jobs")
 
 
 def menu_choice(voice: Any, sid: str) -> list[str]:
@@ -84,13 +87,20 @@ def test_lost_periodic_chains_are_started_again(voice, redis_conn, redis_prefix)
     first = set(queue.job_ids)
     assert any(j.startswith(CHECK_JOB_ID) for j in first) and any("dispatch-tick" in j for j in first)
 
+    marks = [app.extensions["hotline"].state.keys.periodic(name) for name in (CHECK_JOB_ID, dispatch.TICK_CHAIN)]
+    redis_conn.delete(*marks)
     voice.run_jobs()  # each runs, marks its chain alive and schedules its successor
+    assert all(redis_conn.exists(mark) for mark in marks)
+    scheduled = ScheduledJobRegistry(queue=queue).get_job_ids()
+    assert len(scheduled) == 2
     with app.app_context():
         assert keep_chains(app) == []
 
     lose_redis_data(redis_conn, redis_prefix)  # the marks and the scheduled successors are gone
+    assert ScheduledJobRegistry(queue=queue).get_job_ids() == []
     with app.app_context():
         assert sorted(keep_chains(app)) == sorted([CHECK_JOB_ID, dispatch.TICK_CHAIN])
+    assert len(queue.job_ids) == 2
 
 
 def test_a_chain_whose_mark_expired_is_started_again(voice, redis_conn) -> None:  # type: ignore[no-untyped-def]

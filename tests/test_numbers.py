@@ -142,6 +142,16 @@ def test_normalize_rejects_what_cannot_be_dialled(raw: str | None) -> None:
     assert numbers.caller_of(raw, "EE") == (None, None)
 
 
+def test_caller_of_keeps_only_short_texts() -> None:
+    short, long = "+372 5123 4567", "+372 5123 4567" + " " * 40  # a text to read once, not to keep
+    numbers.caller_of(short, "EE")
+    kept = numbers._kept_caller.cache_info()
+    assert numbers.caller_of(short, "EE") == ("+37251234567", "EE")
+    assert numbers._kept_caller.cache_info().hits == kept.hits + 1  # the second read is the kept one
+    assert numbers.caller_of(long, "EE") == ("+37251234567", "EE")
+    assert numbers._kept_caller.cache_info().currsize == kept.currsize  # not kept
+
+
 @pytest.mark.parametrize(("number", "expected"), [
     ("+13055550123", ("US", "FL")),
     ("+15125550123", ("US", "TX")),

@@ -193,8 +193,8 @@ def test_the_check_schedules_its_next_run_once_per_interval(app_with_receiver) -
     from rq.registry import ScheduledJobRegistry
 
     runtime = app_with_receiver.extensions["hotline"]
-    alerts.start_checks(runtime.jobs, 60)
-    alerts.start_checks(runtime.jobs, 60)  # a second worker starting in the same minute
+    assert alerts.start_checks(runtime.jobs, 60)
+    assert not alerts.start_checks(runtime.jobs, 60)  # a second worker starting: the chain is alive
     Voice(app_with_receiver).run_jobs()
     scheduled = ScheduledJobRegistry(queue=runtime.jobs).get_job_ids()
     assert len(scheduled) == 1 and scheduled[0].startswith(alerts.CHECK_JOB_ID)

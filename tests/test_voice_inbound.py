@@ -10,6 +10,7 @@ import yaml
 
 from recordings import card, db
 from recordings.models import CardEvent, Voicemail
+from routing_rules import engine
 from tests.conftest import Voice, always_open_rules
 
 EE_CALLER = "+37255512345"
@@ -26,6 +27,10 @@ def call_params(sid: str, caller: str = EE_CALLER, **extra: str) -> dict[str, st
 def dial_targets(root) -> list[str]:  # type: ignore[no-untyped-def]
     dial = root.find("Dial")
     assert dial is not None, "expected a <Dial>"
+    return dial_targets_of(dial)
+
+
+def dial_targets_of(dial) -> list[str]:  # type: ignore[no-untyped-def]
     names = []
     for noun in dial:
         text = (noun.text or "").strip()
@@ -206,12 +211,63 @@ def test_agent_answers_then_wraps_up_and_the_card_says_within_target(voice: Voic
     assert answered.data["within_target"] is True and answered.data["rings"] <= 3
 
 
+def test_the_end_of_a_one_agent_talk_needs_only_the_dial_s_action_url(voice: Voice) -> None:
+    """The action names the agent, when the dial began and the caller's number; the rings to
+    the answer are counted to `DialCallDuration` seconds before the action (the backstop of the
+    agent leg's own "answered" callback)."""
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    sid = "CA-action-url"
+    voice.twiml("/voice/incoming", call_params(sid))
+    dial = voice.twiml("/voice/menu?lang=en", call_params(sid, Digits="1")).find("Dial")
+    agent = agent_for(voice, dial_targets_of(dial)[0])
+    action = urlsplit(dial.get("action"))
+    query = {k: v[0] for k, v in parse_qs(action.query).items()}
+    assert query["agent"] == agent and query["e164"] == EE_CALLER and float(query["at"]) <= time.time()
+    voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+    state = voice.app.extensions["hotline"].state
+    state.redis.delete(state.keys.call(sid))  # nothing of the live call is read: gone, it is not missed
+    query["at"] = repr(time.time() - 40)  # the dial began 40 s ago; the talk lasted 32 s: rang 8 s
+    root = voice.twiml(f"{action.path}?{urlencode(query)}",
+                       call_params(sid, DialCallStatus="completed", DialCallDuration="32"))
+    assert [child.tag for child in root] in (["Hangup"], ["Redirect"])  # the end, or the survey
+    assert state.snapshot([agent], time.time())[0].status in ("wrap_up", "available")
+    voice.run_jobs()
+    (answered,) = events(EE_CALLER, "call_answered")
+    assert answered.agent_id == agent and 7.5 <= answered.data["seconds"] <= 9.0
+    assert answered.data["rings"] == engine.rings_for(answered.data["seconds"], voice.app.extensions["hotline"].rules
+                                                      .current(), "support")
+    (handled,) = events(EE_CALLER, "call_handled")
+    assert handled.agent_id == agent and handled.data["duration"] == 32 and handled.queue == "support"
+
+
+def test_a_ring_all_action_reads_who_answered_from_the_call(make_app, example_rules_text: str) -> None:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load(always_open_rules(example_rules_text))
+    data["queues"]["support"].pop("high_volume")
+    data["queues"]["support"]["strategy"] = "ring_all"
+    voice = Voice(make_app(yaml.safe_dump(data, allow_unicode=True)))
+    sid = "CA-ring-all-end"
+    voice.twiml("/voice/incoming", call_params(sid))
+    dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
+    assert "agent=" not in dial.get("action")  # several rung: who answered is the call's to say
+    answering = agent_for(voice, dial_targets_of(dial)[1])
+    voice.twiml(dial[1].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+    voice.twiml(dial.get("action").removeprefix("http://localhost"),
+                call_params(sid, DialCallStatus="completed", DialCallDuration="20"))
+    voice.run_jobs()
+    (handled,) = events(EE_CALLER, "call_handled")
+    assert handled.agent_id == answering
+
+
 def test_a_malformed_duration_in_the_dial_action_still_frees_the_agent(voice: Voice) -> None:
     sid = "CA-bad-duration"
     voice.twiml("/voice/incoming", call_params(sid))
-    agent = agent_for(voice, dial_targets(voice.twiml("/voice/menu", call_params(sid, Digits="1")))[0])
+    dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
+    agent = agent_for(voice, dial_targets_of(dial)[0])
     voice.twiml(f"/voice/whisper?call={sid}&agent={agent}", call_params(sid + "-leg", ParentCallSid=sid))
-    root = voice.twiml("/voice/dial-result", call_params(sid, DialCallStatus="completed", DialCallDuration="4x"))
+    # no talk time to count the rings back from: the action reads the answer from the call
+    root = voice.twiml(dial.get("action").removeprefix("http://localhost"),
+                       call_params(sid, DialCallStatus="completed", DialCallDuration="4x"))
     assert root.find("Record") is None  # the normal end of a talk, not the apology
     state = voice.app.extensions["hotline"].state
     assert state.snapshot([agent], time.time())[0].status in ("wrap_up", "available")
@@ -245,7 +301,8 @@ def test_an_answered_call_s_card_events_ride_with_its_live_state_writes(make_app
         voice.twiml(dial[0].get("url").removeprefix("http://localhost"),  # the whisper URL the dial names
                     call_params(sid + "-leg", caller, ParentCallSid=sid))
         per_webhook.append(sent[:]), sent.clear()
-        voice.twiml("/voice/dial-result", call_params(sid, caller, DialCallStatus="completed", DialCallDuration="42"))
+        voice.twiml(dial.get("action").removeprefix("http://localhost"),  # the Dial's own action URL
+                    call_params(sid, caller, DialCallStatus="completed", DialCallDuration="42"))
         per_webhook.append(sent[:]), sent.clear()
         voice.post("/voice/status", call_params(sid, caller, CallStatus="completed", CallDuration="50",
                                                 SequenceNumber="0"))
@@ -256,9 +313,9 @@ def test_an_answered_call_s_card_events_ride_with_its_live_state_writes(make_app
     answered_call("CA-carried-first", PL_CALLER)  # the first loads the scripts into Redis
     per_webhook = answered_call("CA-carried", EE_CALLER)
     # each webhook's events went with its last write (a script), never in an RPUSH of their own
-    # the menu's choice of a queue goes straight to its dial: the call is not read first
-    assert per_webhook == [["EVALSHA"], ["EVALSHA", "EVALSHA"], ["EVALSHA"],
-                           ["HGETALL", "EVALSHA"], ["EVALSHA"]]
+    # the menu's choice of a queue goes straight to its dial, and the end of a one-agent talk
+    # has all it needs in the Dial's action URL: the call is not read first by either
+    assert per_webhook == [["EVALSHA"], ["EVALSHA", "EVALSHA"], ["EVALSHA"], ["EVALSHA"], ["EVALSHA"]]
     voice.run_jobs()
     kinds = [e.kind for e in events(EE_CALLER)]
     for kind in ("call_arrived", "menu_choice", "call_answered", "call_handled", "call_completed"):

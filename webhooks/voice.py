@@ -553,7 +553,10 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, fiel
     caller_id = call.get("from") if (call.get("e164") or "").startswith("+") else None
     return Script().add(DialStep(
         targets=targets,
-        action=public_url("voice.dial_result", queue=queue, lang=lang),
+        # one agent rung: the action names them, when the dial began and the caller's number,
+        # all the end of their talk needs (`dial_result` then reads nothing first)
+        action=public_url("voice.dial_result", queue=queue, lang=lang, agent=claimed[0] if len(claimed) == 1 else None,
+                          at=repr(now) if len(claimed) == 1 else None, e164=call.get("e164") or None),
         timeout=plan.timeout_seconds,
         recording_callback=public_url("voice.recording", kind="call", queue=queue),
         caller_id=caller_id,
@@ -632,33 +635,31 @@ def dial_result():
     rules = runtime.rules.current()
     state = runtime.state
     call_sid = request.form.get("CallSid", "")
+    status = request.form.get("DialCallStatus", "failed")
+    talked = request.form.get("DialCallDuration", "")
+    duration = whole_seconds(talked)  # never fails: the agent must be freed
+    now = time.time()
+    rung, dialled_at = request.args.get("agent"), request.args.get("at")
+    if status in ("completed", "answered") and rung and dialled_at and talked.isdigit():
+        # the one agent rung talked: all the end of their talk needs is in the URL and in
+        # Twilio's fields (they answered `duration` seconds ago), so nothing is read first
+        call = {"sid": call_sid, "from": request.form.get("From", ""), "e164": request.args.get("e164") or "",
+                "dial_started_at": dialled_at}
+        queue = known_queue(rules, request.args.get("queue"))
+        call["queue"] = queue
+        lang = request.args.get("lang") or rules.hotline.default_language
+        return talk_ended(rules, call, rung, now - duration, duration, queue, lang, now)
     call = load_call(call_sid)
     queue = known_queue(rules, request.args.get("queue"), call.get("queue"))
     lang = request.args.get("lang") or call.get("lang") or rules.hotline.default_language
-    status = request.form.get("DialCallStatus", "failed")
-    now = time.time()
     claimed = [a for a in (call.get("claimed") or "").split(",") if a]
     answered_by = call.get("answered_by") or ""
     started = float(call.get("dial_started_at") or now)
     seconds = round(max(0.0, now - started), 1)
     attempt = int(call.get("attempt") or 1)
     if status in ("completed", "answered") and answered_by:
-        agent = rules.agents.get(answered_by)
-        wrap_up = agent.wrap_up_seconds if agent else 0
-        duration = whole_seconds(request.form.get("DialCallDuration"))  # never fails: the agent must be freed
-        # normally written from the agent leg's "answered" callback; the same key makes this a no-op
-        record_answer(rules, call, answered_by, ring_facts(call, answered_by, float(call.get("answered_at") or now)))
-        record_event(call, "call_handled", {"agent": answered_by, "duration": duration},
-                     agent_id=answered_by, key=f"handled:{call_sid}")
-        with carried_card_events() as carry:  # the agent is freed, the handle time kept, the events sent: one step
-            _, waiting = state.release_after_talk(answered_by, call_sid, now, wrap_up, queue, duration, carry=carry)
-        after_call_hook(queue, waiting, wrap_up)
-        script = Script()
-        if rules.queues[queue].survey:
-            script.add(RedirectStep(public_url("voice.survey", lang=lang)))
-        else:
-            script.add(HangupStep())
-        return twiml(script)
+        answered_at = float(call.get("answered_at") or now)
+        return talk_ended(rules, call, answered_by, answered_at, duration, queue, lang, now)
     if status == "canceled":  # the caller hung up while the agent rang: not the agent's miss
         state.release_unanswered(call_sid, None, now)
         record_event(call, "call_abandoned", {"queue": queue, "while": "ringing", "seconds": seconds},
@@ -679,6 +680,28 @@ def dial_result():
         return twiml(dial_next(rules, call, queue, lang))
     record_event(call, "routed_to_voicemail", {"queue": queue, "reason": "no agent answered", "attempt": attempt})
     return twiml(voicemail_script(rules, lang, call_sid, queue, intro="all_busy"))
+
+
+def talk_ended(rules: Rules, call: dict[str, str], agent_id: str, answered_at: float, duration: int, queue: str,
+               lang: str, now: float) -> Response:
+    """An agent's talk with the caller ended: the agent is freed (or wraps up), the handle time
+    kept and the call's answer and handling go on the card, in one step; then the survey or a
+    hangup."""
+    agent = rules.agents.get(agent_id)
+    wrap_up = agent.wrap_up_seconds if agent else 0
+    # normally written from the agent leg's "answered" callback; the same key makes this a no-op
+    record_answer(rules, call, agent_id, ring_facts(call, agent_id, answered_at))
+    record_event(call, "call_handled", {"agent": agent_id, "duration": duration},
+                 agent_id=agent_id, key=f"handled:{call['sid']}")
+    with carried_card_events() as carry:  # the agent is freed, the handle time kept, the events sent: one step
+        _, waiting = rt().state.release_after_talk(agent_id, call["sid"], now, wrap_up, queue, duration, carry=carry)
+    after_call_hook(queue, waiting, wrap_up)
+    script = Script()
+    if rules.queues[queue].survey:
+        script.add(RedirectStep(public_url("voice.survey", lang=lang)))
+    else:
+        script.add(HangupStep())
+    return twiml(script)
 
 
 def whole_seconds(value: str | None) -> int:

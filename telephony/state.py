@@ -414,7 +414,8 @@ class LiveState:
         the `carry`d card events. Returns (released, callers waiting in the queue's line): an
         agent who just freed up wakes the dispatcher only when someone waits."""
         released, waiting = self._release(agent_id, call_sid, now, wrap_up_seconds,
-                                          queue_keys=[self.keys.handle_times(queue), self.keys.line(queue)],
+                                          queue_keys=[self.keys.handle_times(queue), self.keys.line(queue),
+                                                      self.keys.call(call_sid)],
                                           queue_args=[_num(handle_seconds), HANDLE_TIMES_KEPT], carry=carry)
         return bool(released), int(waiting)
 

@@ -241,6 +241,45 @@ def test_the_end_of_a_one_agent_talk_needs_only_the_dial_s_action_url(voice: Voi
     assert handled.agent_id == agent and handled.data["duration"] == 32 and handled.queue == "support"
 
 
+def test_a_talk_the_whisper_could_not_mark_is_handled_not_abandoned(voice: Voice) -> None:
+    """The agent was set away while ringing, so the whisper could not put them on the call,
+    but Twilio bridged it: the end of the talk notes who talked, and the status callback does
+    not take the call for abandoned."""
+    sid = "CA-away-talk"
+    voice.twiml("/voice/incoming", call_params(sid))
+    dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
+    agent = agent_for(voice, dial_targets_of(dial)[0])
+    state = voice.app.extensions["hotline"].state
+    state.set_status(agent, "away", time.time(), by="test")
+    voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+    assert not state.get_call(sid).get("answered_by")
+    voice.twiml(dial.get("action").removeprefix("http://localhost"),
+                call_params(sid, DialCallStatus="completed", DialCallDuration="15"))
+    assert state.get_call(sid)["answered_by"] == agent
+    voice.post("/voice/status", call_params(sid, CallStatus="completed", CallDuration="30", SequenceNumber="0"))
+    voice.run_jobs()
+    kinds = [e.kind for e in events(EE_CALLER)]
+    assert "call_handled" in kinds and "call_abandoned" not in kinds
+    assert state.snapshot([agent], time.time())[0].status == "away"  # their own choice stands
+
+
+def test_a_dial_action_with_a_malformed_start_reads_the_call(voice: Voice) -> None:
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    sid = "CA-bad-start"
+    voice.twiml("/voice/incoming", call_params(sid))
+    dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
+    agent = agent_for(voice, dial_targets_of(dial)[0])
+    voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+    action = urlsplit(dial.get("action"))
+    query = {k: v[0] for k, v in parse_qs(action.query).items()} | {"at": "soon"}
+    root = voice.twiml(f"{action.path}?{urlencode(query)}",
+                       call_params(sid, DialCallStatus="completed", DialCallDuration="15"))
+    assert root.find("Record") is None  # the normal end of a talk, not the apology
+    state = voice.app.extensions["hotline"].state
+    assert state.snapshot([agent], time.time())[0].status in ("wrap_up", "available")
+
+
 def test_a_ring_all_action_reads_who_answered_from_the_call(make_app, example_rules_text: str) -> None:  # type: ignore[no-untyped-def]
     data = yaml.safe_load(always_open_rules(example_rules_text))
     data["queues"]["support"].pop("high_volume")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -640,7 +641,7 @@ def dial_result():
     duration = whole_seconds(talked)  # never fails: the agent must be freed
     now = time.time()
     rung, dialled_at = request.args.get("agent"), request.args.get("at")
-    if status in ("completed", "answered") and rung and dialled_at and talked.isdigit():
+    if status in ("completed", "answered") and rung and is_number(dialled_at) and talked.isdigit():
         # the one agent rung talked: all the end of their talk needs is in the URL and in
         # Twilio's fields (they answered `duration` seconds ago), so nothing is read first
         call = {"sid": call_sid, "from": request.form.get("From", ""), "e164": request.args.get("e164") or "",
@@ -702,6 +703,13 @@ def talk_ended(rules: Rules, call: dict[str, str], agent_id: str, answered_at: f
     else:
         script.add(HangupStep())
     return twiml(script)
+
+
+def is_number(value: str | None) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except ValueError:
+        return False
 
 
 def whole_seconds(value: str | None) -> int:

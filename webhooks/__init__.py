@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -57,10 +56,6 @@ def prepare_storage(settings: Settings) -> None:
         card_db.upgrade(url)
 
 
-def sync_agents(runtime: Runtime) -> None:
-    runtime.state.sync_agents(runtime.rules.current().agents_available_by_default(), time.time())
-
-
 class HotlineFlask(Flask):
     """Flask, with `ensure_sync` remembered per function: Flask asks it of every hook and view
     on every request (eight `inspect` calls for a webhook), and the answer never changes."""
@@ -97,7 +92,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, settings: Settings | 
 
         parts = urlsplit(settings.public_base_url)
         app.config.update(SERVER_NAME=parts.netloc, PREFERRED_URL_SCHEME=parts.scheme or "https")
-    sync_agents(runtime)
+    runtime.sync_agents()
 
     from . import api, voice
 

@@ -145,11 +145,11 @@ def openapi():
 @requires("agent")
 def list_agents():
     rules = rt().rules.current()
-    snapshots = live_agents(rules, list(rules.agents), time.time())
+    snapshots = live_agents(list(rules.agents), time.time())
     return jsonify(agents=[agent_json(s, rules) for s in snapshots])
 
 
-def live_agents(rules: Any, ids: list[str], now: float) -> list[Any]:
+def live_agents(ids: list[str], now: float) -> list[Any]:
     """The agents' live state; agents of the rules that it lacks are added first.
 
     It lacks them after Redis lost its data or when the rules file gained an agent by hand
@@ -158,7 +158,7 @@ def live_agents(rules: Any, ids: list[str], now: float) -> list[Any]:
     state = rt().state
     found = state.snapshot(ids, now)
     if len(found) < len(ids):
-        state.sync_agents(rules.agents_available_by_default(), now)
+        rt().sync_agents()
         found = state.snapshot(ids, now)
     return found
 
@@ -180,7 +180,7 @@ def get_agent_status(agent_id: str):
     rules = rt().rules.current()
     if agent_id not in rules.agents:
         raise BadRequest("agent_id", f"no agent {agent_id!r} in the rules", 404)
-    (snapshot,) = live_agents(rules, [agent_id], time.time())
+    (snapshot,) = live_agents([agent_id], time.time())
     return jsonify(agent_json(snapshot, rules))
 
 
@@ -215,7 +215,7 @@ def apply_agent_status(agent_id: str, status: str, by: str, now: float) -> tuple
     try:
         previous, current = state.set_status(agent_id, status, now, by=by)
     except UnknownAgent:  # the live state lacks the agent (see `live_agents`): added, then set
-        state.sync_agents(rt().rules.current().agents_available_by_default(), now)
+        rt().sync_agents()
         previous, current = state.set_status(agent_id, status, now, by=by)
     if current == status == "available":
         from telephony import dispatch
@@ -471,4 +471,4 @@ def write_rules(text: str) -> None:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)  # atomic: other processes see the old or the new file, never half
     rt().rules.replace(rules)
-    rt().state.sync_agents(rules.agents_available_by_default(), time.time())
+    rt().sync_agents()

@@ -132,6 +132,12 @@ class Runtime:
     def current_rules(self) -> Rules:
         return self.rules.current()
 
+    def sync_agents(self) -> list[str]:
+        """Add the agents of the rules in force that the live state lacks (at start, after a
+        rules change, or when Redis lost them); existing agents are untouched. Returns the ids
+        added."""
+        return self.state.sync_agents(self.rules.current().agents_available_by_default(), time.time())
+
     def url(self, endpoint: str, **values: Any) -> str:
         """An absolute URL for TwiML/callbacks; outside a request it needs an app context."""
         from .urls import public_url

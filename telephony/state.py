@@ -414,19 +414,20 @@ class LiveState:
         the `carry`d card events. Returns (released, callers waiting in the queue's line): an
         agent who just freed up wakes the dispatcher only when someone waits."""
         released, waiting = self._release(agent_id, call_sid, now, wrap_up_seconds,
-                                          queue_keys=[self.keys.handle_times(queue), self.keys.line(queue),
-                                                      self.keys.call(call_sid)],
-                                          queue_args=[_num(handle_seconds), HANDLE_TIMES_KEPT], carry=carry)
+                                          talk_keys=[self.keys.handle_times(queue), self.keys.line(queue),
+                                                     self.keys.call(call_sid)],
+                                          talk_args=[_num(handle_seconds), HANDLE_TIMES_KEPT], carry=carry)
         return bool(released), int(waiting)
 
     def _release(self, agent_id: str, call_sid: str, now: float, wrap_up_seconds: float, *,
-                 queue_keys: Sequence[str] = (), queue_args: Sequence[Any] = (), carry: Sequence[str] = ()) -> Any:
+                 talk_keys: Sequence[str] = (), talk_args: Sequence[Any] = (), carry: Sequence[str] = ()) -> Any:
         """release_after_call.lua: the wrap-up's end worked out once for both callers; with the
-        queue's keys and arguments it also keeps the handle time (see the script)."""
+        talk's keys and arguments (the queue's handle times and line, the call) it also keeps the
+        handle time and notes who talked (see the script)."""
         wrap_up_until = now + max(0.0, float(wrap_up_seconds))
         return self._release_after_call(
-            keys=[self.keys.status_log, self.keys.agent(agent_id), *queue_keys],
-            args=[_num(now), agent_id, call_sid, _num(wrap_up_until), *queue_args],
+            keys=[self.keys.status_log, self.keys.agent(agent_id), *talk_keys],
+            args=[_num(now), agent_id, call_sid, _num(wrap_up_until), *talk_args],
             carry=carry,
         )
 

@@ -552,12 +552,13 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, fiel
         for a in claimed
     ]
     caller_id = call.get("from") if (call.get("e164") or "").startswith("+") else None
+    # one agent rung: the action names them, when the dial began and the caller's number, all
+    # the end of their talk needs (`dial_result` then reads nothing first)
+    only = claimed[0] if len(claimed) == 1 else None
     return Script().add(DialStep(
         targets=targets,
-        # one agent rung: the action names them, when the dial began and the caller's number,
-        # all the end of their talk needs (`dial_result` then reads nothing first)
-        action=public_url("voice.dial_result", queue=queue, lang=lang, agent=claimed[0] if len(claimed) == 1 else None,
-                          at=repr(now) if len(claimed) == 1 else None, e164=call.get("e164") or None),
+        action=public_url("voice.dial_result", queue=queue, lang=lang, agent=only, at=repr(now) if only else None,
+                          e164=call.get("e164") or None),
         timeout=plan.timeout_seconds,
         recording_callback=public_url("voice.recording", kind="call", queue=queue),
         caller_id=caller_id,
@@ -706,6 +707,7 @@ def talk_ended(rules: Rules, call: dict[str, str], agent_id: str, answered_at: f
 
 
 def is_number(value: str | None) -> bool:
+    """A finite number as text (a URL's `at`)."""
     try:
         return value is not None and math.isfinite(float(value))
     except ValueError:

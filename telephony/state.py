@@ -85,6 +85,17 @@ class Keys:
         return f"{self.prefix}status_log"
 
     @property
+    def free_agents(self) -> str:
+        """The routing index's available agents (id → their routing words); the scripts name
+        it after `status_log` (`index_keys` in _prelude.lua)."""
+        return f"{self.prefix}free_agents"
+
+    @property
+    def agent_timers(self) -> str:
+        """The routing index's ringing and wrapping-up agents, scored by when that lapses."""
+        return f"{self.prefix}agent_timers"
+
+    @property
     def calls_day(self) -> str:
         """The hotline's local date the agents' `calls_today` counters belong to."""
         return f"{self.prefix}calls_day"

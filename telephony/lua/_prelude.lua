@@ -24,6 +24,43 @@ local function num(value)
   return tonumber(value) or 0
 end
 
+local function word(value)  -- a number field as one word: missing or empty reads as 0
+  if not value or value == '' then return '0' end
+  return value
+end
+
+-- The routing index, beside the agents' own hashes: `free_agents` (a hash: each available
+-- agent's routing words, "idle_since last_offered_at misses") and `agent_timers` (a sorted set:
+-- each ringing or wrapping-up agent, scored by when that lapses). A dial then reads one hash
+-- for a whole queue (free_rows) instead of every agent's. Every write to an agent's status or
+-- routing fields is followed by index_agent in the same script, so the index never disagrees
+-- with the hashes; sync_agents re-indexes every agent it is given (after an upgrade, or any
+-- loss). Its key names follow the status log's (one prefix: `Keys` in state.py names them too).
+local function index_keys(log_key)
+  local prefix = string.sub(log_key, 1, #log_key - #'status_log')
+  return prefix .. 'free_agents', prefix .. 'agent_timers'
+end
+
+local function index_agent(log_key, key, id)
+  local free, timers = index_keys(log_key)
+  local f = redis.call('HMGET', key, 'status', 'idle_since', 'last_offered_at', 'misses', 'ring_until',
+    'wrap_up_until')
+  local status = f[1]
+  if status == 'available' then
+    redis.call('HSET', free, id, word(f[2]) .. ' ' .. word(f[3]) .. ' ' .. word(f[4]))
+    redis.call('ZREM', timers, id)
+    return
+  end
+  redis.call('HDEL', free, id)
+  if status == 'ringing' then
+    redis.call('ZADD', timers, num(f[5]), id)
+  elseif status == 'wrap_up' then
+    redis.call('ZADD', timers, num(f[6]), id)
+  else
+    redis.call('ZREM', timers, id)
+  end
+end
+
 -- Returns the agent's status after lazy expiries, or nil when the agent does not exist.
 -- The transition is dated when it really happened (wrap_up_until / ring_until), not "now".
 local function settle(key, agent, now, log_key)
@@ -33,6 +70,7 @@ local function settle(key, agent, now, log_key)
   if status == 'wrap_up' and now >= num(f[3]) then
     redis.call('HSET', key, 'status', 'available', 'status_since', f[3])
     log_change(log_key, agent, 'wrap_up', 'available', 'rule:wrap_up_ended', f[3], '')
+    index_agent(log_key, key, agent)
     return 'available'
   end
   if status == 'ringing' and now >= num(f[2]) then
@@ -41,6 +79,7 @@ local function settle(key, agent, now, log_key)
     redis.call('HSET', key, 'status', 'available', 'status_since', f[2],
       'call_sid', '', 'expired_sid', f[4] or '')
     log_change(log_key, agent, 'ringing', 'available', 'rule:ring_expired', f[2], f[4])
+    index_agent(log_key, key, agent)
     return 'available'
   end
   return status
@@ -59,6 +98,7 @@ local function release_ringing(log_key, keys, ids, call_sid, except_agent, now, 
           redis.call('HSET', keys[i], 'status', 'available', 'status_since', now_s,
             'call_sid', '', 'ring_until', '')
           log_change(log_key, ids[i], 'ringing', 'available', by, now_s, call_sid)
+          index_agent(log_key, keys[i], ids[i])
           released[#released + 1] = ids[i]
         elseif f[2] == call_sid then
           redis.call('HSET', keys[i], 'expired_sid', '')
@@ -69,30 +109,55 @@ local function release_ringing(log_key, keys, ids, call_sid, except_agent, now, 
   return released
 end
 
--- Settles and reads agents for routing: id, status, idle_since, last_offered_at, misses for each,
--- as one string of words separated by spaces (five words an agent; ids and statuses have no
--- spaces), unknown ids left out. One bulk string, not five an agent: building and parsing a
--- reply of hundreds of elements cost both sides more than the words themselves. The
--- agents' keys are KEYS[first_key], KEYS[first_key + 1], ... and their ids ARGV[first_id], ...
--- in the same order. Given `skip` (a set of ids: those the call already tried), only available
--- agents not in it are returned: all a dial decision can use. This runs for every agent of a
--- queue on every routed call, so an agent costs one HMGET; only a ringing or wrapping-up one is
--- settled (a second read).
-local function word(value)  -- a number field as one word: missing or empty reads as 0
-  if not value or value == '' then return '0' end
-  return value
-end
-
-local function snapshot_rows(log_key, first_key, first_id, now, skip)
+-- Settles and reads agents: id, status, idle_since, last_offered_at, misses for each, as one
+-- string of words separated by spaces (five words an agent; ids and statuses have no spaces),
+-- unknown ids left out. One bulk string, not five an agent: building and parsing a reply of
+-- hundreds of elements cost both sides more than the words themselves. The agents' keys are
+-- KEYS[first_key], KEYS[first_key + 1], ... and their ids ARGV[first_id], ... in the same
+-- order. Every agent costs one HMGET (a ringing or wrapping-up one is settled: a second read),
+-- so a dial reads the routing index instead (free_rows).
+local function snapshot_rows(log_key, first_key, first_id, now)
   local out, n = {}, 0
   for i = 0, #KEYS - first_key do
     local key, id = KEYS[first_key + i], ARGV[first_id + i]
     local f = redis.call('HMGET', key, 'status', 'idle_since', 'last_offered_at', 'misses')
     local status = f[1]
     if status == 'ringing' or status == 'wrap_up' then status = settle(key, id, now, log_key) end
-    if status and status ~= '' and (not skip or (status == 'available' and not skip[id])) then
+    if status and status ~= '' then
       out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, status, word(f[2]), word(f[3]), word(f[4])
       n = n + 5
+    end
+  end
+  return table.concat(out, ' ')
+end
+
+-- What a dial decision can use, in snapshot_rows' words: the agents (keys and ids laid out as
+-- there) who are available and not in `skip` (the ids the call already tried). Read from the
+-- routing index: one HMGET of `free_agents` for the whole queue, not one an agent. First, a
+-- ringing or wrapping-up agent of the queue whose time is up (`agent_timers`) is settled, as
+-- snapshot_rows would; one of another queue is left to its own dials (or the dispatcher's
+-- snapshot).
+local function free_rows(log_key, first_key, first_id, now, now_s, skip)
+  local count = #KEYS - first_key + 1
+  if count <= 0 then return '' end
+  local free, timers = index_keys(log_key)
+  local ids = {unpack(ARGV, first_id, first_id + count - 1)}
+  local due = redis.call('ZRANGEBYSCORE', timers, '-inf', now_s)
+  if #due > 0 then
+    local at = {}
+    for i = 1, count do at[ids[i]] = i end
+    for _, id in ipairs(due) do
+      local i = at[id]
+      if i then settle(KEYS[first_key + i - 1], id, now, log_key) end
+    end
+  end
+  local words = redis.call('HMGET', free, unpack(ids))
+  local out, n = {}, 0
+  for i = 1, count do
+    local w = words[i]
+    if w and not skip[ids[i]] then
+      out[n + 1], out[n + 2], out[n + 3] = ids[i], 'available', w
+      n = n + 3
     end
   end
   return table.concat(out, ' ')

@@ -14,6 +14,7 @@ for i = 5, #KEYS do
   if settle(KEYS[i], id, now, log_key) == 'available' then
     redis.call('HSET', KEYS[i], 'status', 'ringing', 'status_since', now_s, 'call_sid', call_sid,
       'expired_sid', '', 'ring_until', ring_until, 'last_offered_at', now_s)
+    index_agent(log_key, KEYS[i], id)
     log_change(log_key, id, 'available', 'ringing', 'call:' .. call_sid, now_s, call_sid)
     redis.call('SADD', claimed_key, id)
     claimed[#claimed + 1] = id

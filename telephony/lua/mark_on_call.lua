@@ -19,6 +19,7 @@ local function take()
   end
   redis.call('HSET', key, 'status', 'on_call', 'status_since', now_s, 'call_sid', call_sid,
     'expired_sid', '', 'ring_until', '')
+  index_agent(log_key, key, id)
   log_change(log_key, id, status, 'on_call', 'call:' .. call_sid, now_s, call_sid)
   local keys, ids = {}, {}
   for i = 5, #KEYS do

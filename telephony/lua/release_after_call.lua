@@ -21,6 +21,7 @@ local function release()
   redis.call('HSET', key, 'status', new, 'status_since', now_s, 'call_sid', '', 'expired_sid', '',
     'ring_until', '', 'wrap_up_until', wrap_up_until, 'misses', 0, 'idle_since', wrap_up_until)
   redis.call('HINCRBY', key, 'calls_today', 1)
+  index_agent(log_key, key, id)
   if new ~= status then
     log_change(log_key, id, status, new, 'call:' .. call_sid, now_s, call_sid)
   end

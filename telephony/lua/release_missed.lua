@@ -19,4 +19,5 @@ if new ~= status then
   redis.call('HSET', key, 'status', new, 'status_since', now_s)
   log_change(log_key, id, status, new, by, now_s, call_sid)
 end
+index_agent(log_key, key, id)
 return {new, misses}

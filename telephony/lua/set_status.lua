@@ -10,7 +10,10 @@ if target == 'available' and (status == 'on_call' or status == 'ringing') then
   return {status, status}
 end
 if target == status then
-  if target == 'available' then redis.call('HSET', key, 'misses', 0) end
+  if target == 'available' then
+    redis.call('HSET', key, 'misses', 0)
+    index_agent(log_key, key, id)
+  end
   return {status, status}
 end
 redis.call('HSET', key, 'status', target, 'status_since', now_s, 'call_sid', '',
@@ -18,5 +21,6 @@ redis.call('HSET', key, 'status', target, 'status_since', now_s, 'call_sid', '',
 if target == 'available' then
   redis.call('HSET', key, 'misses', 0, 'idle_since', now_s)
 end
+index_agent(log_key, key, id)
 log_change(log_key, id, status, target, by, now_s, '')
 return {status, target}

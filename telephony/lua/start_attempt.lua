@@ -4,8 +4,8 @@
 -- A dial attempt begins: the call takes the given fields (a new queue restarts its attempts),
 -- counts the attempt, and everything the routing decision needs is read in the same step:
 -- the attempt number, the agents tried so far, who last served the number, and the queue's
--- agents settled as in snapshot.lua, of whom only those the call can be offered to (available,
--- not tried yet) are returned. One round trip per routed call instead of four.
+-- agents the call can be offered to (available, not tried yet), read from the routing index
+-- (free_rows). One round trip per routed call instead of four.
 local call_key, tried_key, last_key, log_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ttl, now = ARGV[1], tonumber(ARGV[2])
 local pairs_count = tonumber(ARGV[3])
@@ -17,4 +17,4 @@ if last_key ~= '' then last = redis.call('GET', last_key) end
 local tried = redis.call('SMEMBERS', tried_key)
 local skip = {}
 for _, id in ipairs(tried) do skip[id] = true end
-return {attempt, tried, last, snapshot_rows(log_key, 5, 4 + 2 * pairs_count, now, skip)}
+return {attempt, tried, last, free_rows(log_key, 5, 4 + 2 * pairs_count, now, ARGV[2], skip)}

@@ -1,5 +1,7 @@
 -- KEYS: status_log, agents_index, agent keys...   ARGV: now, then (id, status) pairs.
--- Creates missing agents only: an existing agent's status is never overwritten here.
+-- Creates missing agents only: an existing agent's status is never overwritten here. Every
+-- agent given is (re-)indexed for routing (index_agent), so an index lost or older than the
+-- agents' hashes is made whole again by the next sync.
 local log_key, index_key = KEYS[1], KEYS[2]
 local now_s = ARGV[1]
 local created = {}
@@ -14,5 +16,6 @@ for i = 3, #KEYS do
     log_change(log_key, id, '', status, 'rule:sync_agents', now_s, '')
     created[#created + 1] = id
   end
+  index_agent(log_key, KEYS[i], id)
 end
 return created

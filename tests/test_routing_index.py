@@ -1,0 +1,117 @@
+"""The routing index (`free_agents`, `agent_timers`) on a real Redis: a dial reads it instead
+of every agent's hash, so it must agree with the hashes after any sequence of changes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import redis as redis_lib
+
+from telephony.redis_client import KeptConnection
+from telephony.state import AgentSnapshot, LiveState
+
+T0 = 1_700_000_000.0
+AGENTS = [f"a{i}" for i in range(8)]
+
+
+@pytest.fixture
+def state(redis_conn: redis_lib.Redis, redis_prefix: str) -> LiveState:
+    live = LiveState(KeptConnection(redis_conn.connection_pool), redis_prefix)
+    live.sync_agents({a: i != 7 for i, a in enumerate(AGENTS)}, T0)  # a7 starts offline
+    return live
+
+
+def offerable(state: LiveState, now: float) -> list[AgentSnapshot]:
+    """What the agents' own hashes say a new call can be offered: the full snapshot's available."""
+    return [a for a in state.snapshot(AGENTS, now) if a.status == "available"]
+
+
+def index_of(state: LiveState, conn: redis_lib.Redis) -> tuple[dict[str, str], dict[str, float]]:
+    free = {k.decode(): v.decode() for k, v in conn.hgetall(state.keys.free_agents).items()}
+    timers = {m.decode(): s for m, s in conn.zrange(state.keys.agent_timers, 0, -1, withscores=True)}
+    return free, timers
+
+
+def expected_index(state: LiveState, conn: redis_lib.Redis) -> tuple[dict[str, str], dict[str, float]]:
+    """The index as the agents' hashes imply it (read raw: nothing settled)."""
+    free: dict[str, str] = {}
+    timers: dict[str, float] = {}
+    for agent in AGENTS:
+        f = {k.decode(): v.decode() for k, v in conn.hgetall(state.keys.agent(agent)).items()}
+        words = [f.get(name) or "0" for name in ("idle_since", "last_offered_at", "misses")]
+        if f["status"] == "available":
+            free[agent] = " ".join(words)
+        elif f["status"] == "ringing":
+            timers[agent] = float(f["ring_until"] or 0)
+        elif f["status"] == "wrap_up":
+            timers[agent] = float(f["wrap_up_until"] or 0)
+    return free, timers
+
+
+def step(state: LiveState, rng: random.Random, now: float, calls: list[str]) -> None:
+    """One change of the kinds the webhooks, the dispatcher and people make."""
+    agent = rng.choice(AGENTS)
+    kind = rng.randrange(9)
+    if kind == 0 or not calls:
+        sid = f"CA{len(calls)}"
+        calls.append(sid)
+        state.save_call(sid, {"from": "+3725550000"}, now)
+        count = rng.choice([1, 1, 3])  # one agent, or a ring-all
+        state.claim_agents(rng.sample(AGENTS, 4), sid, count, now, now + rng.choice([5, 30]), dial=True)
+        return
+    sid = rng.choice(calls)
+    if kind == 1:
+        state.answer(agent, sid, now)
+    elif kind == 2:
+        state.release_after_call(agent, sid, now, rng.choice([0, 10, 60]))
+    elif kind == 3:
+        state.release_missed(agent, sid, now, 3)
+    elif kind == 4:
+        state.release_unanswered(sid, rng.choice([None, agent]), now)
+    elif kind == 5:
+        state.set_status(agent, rng.choice(["available", "away", "offline", "available"]), now, "test")
+    elif kind == 6:
+        state.end_call(sid)
+    elif kind == 7:
+        state.snapshot([agent], now)  # settles a lapsed ring or wrap-up
+    else:
+        state.prepare_dial(sid, None, AGENTS, now)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_index_agrees_with_the_agents_after_any_changes(
+    state: LiveState, redis_conn: redis_lib.Redis, seed: int,
+) -> None:
+    rng = random.Random(seed)
+    now, calls = T0, []
+    for n in range(150):
+        now += rng.choice([0.0, 1.0, 7.0, 40.0])  # rings and wrap-ups lapse along the way
+        step(state, rng, now, calls)
+        assert index_of(state, redis_conn) == expected_index(state, redis_conn), f"after step {n}"
+        if n % 10 == 0:  # a new call is offered exactly whom the full snapshot finds available
+            _, rows = state.prepare_dial(f"CA-new-{n}", None, AGENTS, now)
+            assert rows == offerable(state, now), f"after step {n}"
+
+
+def test_a_dial_settles_a_lapsed_ring_and_wrap_up_of_its_queue(state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    state.claim_agents(["a0"], "CA1", 1, T0, ring_until=T0 + 30)
+    state.claim_agents(["a1"], "CA2", 1, T0, ring_until=T0 + 30)
+    state.answer("a1", "CA2", T0 + 1)
+    state.release_after_call("a1", "CA2", T0 + 5, 20)  # wrap-up until T0 + 25
+    _, rows = state.prepare_dial("CA3", None, ["a0", "a1"], T0 + 24)
+    assert rows == []
+    _, rows = state.prepare_dial("CA3", None, ["a0", "a1"], T0 + 30)
+    assert rows == [AgentSnapshot("a0", "available", T0, T0, 0), AgentSnapshot("a1", "available", T0 + 25, T0, 0)]
+    assert [c.to_status for c in state.status_log(count=2)] == ["available", "available"]  # logged once each
+    assert index_of(state, redis_conn)[1] == {}
+
+
+def test_a_lost_or_older_index_is_rebuilt_by_the_next_sync(state: LiveState, redis_conn: redis_lib.Redis) -> None:
+    state.claim_agents(["a0"], "CA1", 1, T0, ring_until=T0 + 30)
+    before = index_of(state, redis_conn)
+    redis_conn.delete(state.keys.free_agents, state.keys.agent_timers)  # as after an upgrade
+    assert state.prepare_dial("CA2", None, AGENTS, T0 + 1)[1] == []
+    assert state.sync_agents({a: True for a in AGENTS}, T0 + 2) == []  # creates nobody, indexes everyone
+    assert index_of(state, redis_conn) == before
+    assert [a.id for a in state.prepare_dial("CA2", None, AGENTS, T0 + 3)[1]] == AGENTS[1:7]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from flask import current_app, has_request_context, request, url_for
 
 QUERY_SAFE = "!$'()*,/:;?@"  # werkzeug's: a query reads exactly as url_for writes it
+# Text that quoting leaves as it is: ASCII letters, digits, `_.-~` and QUERY_SAFE.
+_AS_IS = re.compile(r"[A-Za-z0-9_.\-~!$'()*,/:;?@]*")
 ROUTE_URLS_KEPT = 1024
 
 
@@ -22,11 +25,18 @@ def public_url(endpoint: str, **values: Any) -> str:
         host = "" if base else f"{environ['wsgi.url_scheme']}://{_host(environ)}"
         route = _route_url(endpoint, base or "", host, environ.get("SCRIPT_NAME", ""))
         if route is not None:
-            query = urlencode([(k, v) for k, v in values.items() if v is not None], safe=QUERY_SAFE)
+            query = "&".join(f"{_quoted(k)}={_quoted(v)}" for k, v in values.items() if v is not None)
             return f"{route}?{query}" if query else route
     if base:
         return base + url_for(endpoint, _external=False, **values)
     return url_for(endpoint, _external=True, **values)
+
+
+def _quoted(value: Any) -> str:
+    """`urlencode`'s quoting of one name or value: most (ids, numbers, codes) need none, and
+    a check is cheaper than quoting; the rest go through `quote_plus` as urlencode does."""
+    text = value if isinstance(value, str) else str(value)
+    return text if _AS_IS.fullmatch(text) else quote_plus(text, safe=QUERY_SAFE)
 
 
 def _route_url(endpoint: str, base: str, host: str, script_name: str) -> str | None:

@@ -421,8 +421,8 @@ class LiveState:
     def release_after_talk(self, agent_id: str, call_sid: str, now: float, wrap_up_seconds: float, queue: str,
                            handle_seconds: float, carry: Sequence[str] = ()) -> tuple[bool, int]:
         """An answered call ended: `release_after_call`, and the queue remembers the call's
-        handle time (the last 50 are kept, for wait estimates), in one script that also pushes
-        the `carry`d card events. Returns (released, callers waiting in the queue's line): an
+        handle time (the last 50 are kept, for wait estimates) once per call, however often
+        Twilio repeats the Dial action, in one script that also pushes the `carry`d card events. Returns (released, callers waiting in the queue's line): an
         agent who just freed up wakes the dispatcher only when someone waits."""
         released, waiting = self._release(agent_id, call_sid, now, wrap_up_seconds,
                                           talk_keys=[self.keys.handle_times(queue), self.keys.line(queue),

@@ -455,10 +455,23 @@ def test_the_end_of_a_talk_frees_the_agent_and_keeps_the_handle_time_with_the_li
     assert status_of(state, "ann", T0 + 63) == "wrap_up"
     state.join_line("support", "call:CA2", T0)
     state.join_line("support", "callback:7", T0 + 1)
-    # a repeated Dial action frees nobody (the agent no longer holds CA1); the time is kept all the same
+    # a repeated Dial action frees nobody (the agent no longer holds CA1) and keeps no second time
     assert state.release_after_talk("ann", "CA1", T0 + 70, 0, "support", 120) == (False, 2)
     assert status_of(state, "ann", T0 + 66) == "available"  # the first release's wrap-up ended, nothing else
-    assert state.average_handle_seconds("support") == 90
+    assert state.average_handle_seconds("support") == 60
+
+
+def test_a_known_call_keeps_its_handle_time_once_even_when_nobody_is_released(state: LiveState) -> None:
+    """The agent was set away during the talk: the Dial action releases nobody, yet the talk
+    happened and counts once for the wait estimate; a repeat adds nothing."""
+    state.save_call("CA1", {"from": "+3725550000"}, T0)
+    state.claim_agents(["ann"], "CA1", 1, T0, T0 + 30, dial=True)
+    state.mark_on_call("ann", "CA1", T0 + 2)
+    state.set_status("ann", "away", T0 + 10, by="supervisor")
+    assert state.release_after_talk("ann", "CA1", T0 + 40, 0, "support", 38) == (False, 0)
+    assert state.release_after_talk("ann", "CA1", T0 + 41, 0, "support", 39) == (False, 0)
+    assert state.average_handle_seconds("support") == 38
+    assert status_of(state, "ann", T0 + 42) == "away"
 
 
 def test_a_carrier_script_pushes_the_card_events_after_its_own_writes(
@@ -554,9 +567,8 @@ def test_estimated_wait_defaults_to_three_minutes_per_round(state: LiveState) ->
 
 
 def test_estimated_wait_averages_the_last_fifty_handle_times(state: LiveState) -> None:
-    for _ in range(10):
-        state.release_after_talk("ann", "CA-none", T0, 0, "support", 1000)  # frees nobody, keeps the time
-    for _ in range(50):
-        state.release_after_talk("ann", "CA-none", T0, 0, "support", 100)
+    for n in range(60):  # talks of known calls: each keeps its time, even where it frees nobody
+        state.save_call(f"CA{n}", {"from": "+3725550000"}, T0)
+        state.release_after_talk("ann", f"CA{n}", T0, 0, "support", 1000 if n < 10 else 100)
     assert state.average_handle_seconds("support") == 100
     assert state.estimated_wait_seconds("support", position=5, agents_on_duty=2) == 300

@@ -263,6 +263,29 @@ def test_a_talk_the_whisper_could_not_mark_is_handled_not_abandoned(voice: Voice
     assert state.snapshot([agent], time.time())[0].status == "away"  # their own choice stands
 
 
+def test_a_repeated_dial_action_keeps_the_handle_time_once(voice: Voice) -> None:
+    """Twilio may send the Dial action again: the agent is freed once and the queue's wait
+    estimate counts the talk once, also when the agent's status no longer shows the call."""
+    state = voice.app.extensions["hotline"].state
+    handle_times = state.keys.handle_times("support")
+    state.redis.delete(handle_times)
+    for sid, away in (("CA-repeat-end", False), ("CA-repeat-away", True)):
+        voice.twiml("/voice/incoming", call_params(sid))
+        dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
+        agent = agent_for(voice, dial_targets_of(dial)[0])
+        voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+        if away:
+            state.set_status(agent, "away", time.time(), by="test")
+        for _ in range(3):
+            voice.twiml(dial.get("action").removeprefix("http://localhost"),
+                        call_params(sid, DialCallStatus="completed", DialCallDuration="25"))
+        if not away:
+            state.set_status(agent, "away", time.time(), by="test")  # not offered to the next call
+    assert [float(v) for v in state.redis.lrange(handle_times, 0, -1)] == [25.0, 25.0]
+    voice.run_jobs()
+    assert len(events(EE_CALLER, "call_handled")) == 2
+
+
 def test_a_dial_action_with_a_malformed_start_reads_the_call(voice: Voice) -> None:
     from urllib.parse import parse_qs, urlencode, urlsplit
 

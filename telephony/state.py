@@ -532,8 +532,8 @@ class LiveState:
         args = [CALL_TTL_SECONDS, _num(now), *_field_pairs(fields or {})]
         attempt, tried, last, rows = self._start_attempt(
             keys=[self.keys.call(sid), self.keys.tried(sid), self.keys.last_agent(e164) if e164 else "",
-                  self.keys.status_log] + self.keys.agents(ids),
-            args=args + ids,
+                  self.keys.status_log],
+            args=args + ids,  # the agents' keys are named in the script (one prefix)
         )
         facts = DialFacts(int(attempt), {_text(i) for i in tried}, _text(last) if last else None)
         return facts, _agent_rows(rows)

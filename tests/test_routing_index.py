@@ -115,3 +115,29 @@ def test_a_lost_or_older_index_is_rebuilt_by_the_next_sync(state: LiveState, red
     assert state.sync_agents({a: True for a in AGENTS}, T0 + 2) == []  # creates nobody, indexes everyone
     assert index_of(state, redis_conn) == before
     assert [a.id for a in state.prepare_dial("CA2", None, AGENTS, T0 + 3)[1]] == AGENTS[1:7]
+
+
+def test_a_big_queue_reads_the_whole_index_and_keeps_its_own_agents_in_order(
+    redis_conn: redis_lib.Redis, redis_prefix: str,
+) -> None:
+    """A queue of more than 16 agents reads the whole index (HGETALL) instead of an HMGET of its
+    ids: it still gets only its own available, untried agents, in the queue's order, and a
+    lapsed ring of its own is settled first."""
+    state = LiveState(KeptConnection(redis_conn.connection_pool), redis_prefix)
+    everyone = [f"b{i:02d}" for i in range(60)]
+    state.sync_agents(dict.fromkeys(everyone, True), T0)
+    queue = list(reversed(everyone[10:50]))  # 40 agents, not in the index's order
+    state.claim_agents(["b49"], "CA1", 1, T0, ring_until=T0 + 30)  # lapses at T0 + 30
+    state.claim_agents(["b48"], "CA2", 1, T0, ring_until=T0 + 300)
+    state.set_status("b47", "away", T0, "test")
+    state.claim_agents(["b46", "b45"], "CA3", 2, T0, ring_until=T0 + 300, dial=True)
+    state.release_unanswered("CA3", None, T0 + 1)  # tried by CA3, free again
+    state.save_call("CA3", {"from": "+3725550000"}, T0)
+
+    _, rows = state.prepare_dial("CA3", None, queue, T0 + 31)
+    expected = [a for a in state.snapshot(queue, T0 + 31) if a.status == "available" and a.id not in {"b46", "b45"}]
+    assert rows == expected
+    assert [a.id for a in rows] == [a for a in queue if a not in {"b48", "b47", "b46", "b45"}]
+    assert rows[0] == AgentSnapshot("b49", "available", T0, T0, 0)  # its lapsed ring settled by the dial
+    _, small = state.prepare_dial("CA4", None, ["b05", "b48", "b30"], T0 + 31)  # a small queue: HMGET
+    assert [a.id for a in small] == ["b05", "b30"]

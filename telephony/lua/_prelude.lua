@@ -131,32 +131,43 @@ local function snapshot_rows(log_key, first_key, first_id, now)
   return table.concat(out, ' ')
 end
 
--- What a dial decision can use, in snapshot_rows' words: the agents (keys and ids laid out as
--- there) who are available and not in `skip` (the ids the call already tried). Read from the
--- routing index: one HMGET of `free_agents` for the whole queue, not one an agent. First, a
--- ringing or wrapping-up agent of the queue whose time is up (`agent_timers`) is settled, as
--- snapshot_rows would; one of another queue is left to its own dials (or the dispatcher's
--- snapshot).
-local function free_rows(log_key, first_key, first_id, now, now_s, skip)
-  local count = #KEYS - first_key + 1
-  if count <= 0 then return '' end
+-- What a dial decision can use, in snapshot_rows' words: the agents of `ids` (a queue's, in
+-- its order) who are available and not in `skip` (the ids the call already tried). Read from
+-- the routing index in one command for the whole queue, not one read an agent: an HMGET of a
+-- small queue's ids, or for a big queue the whole index (HGETALL): an HMGET looks each field
+-- up along a small hash's list, a cost that grows with the square of the agents. First, a ringing or wrapping-up agent of the queue whose time is
+-- up (`agent_timers`) is settled, as snapshot_rows would; one of another queue is left to its
+-- own dials (or the dispatcher's snapshot). The agents' keys are named from the log's prefix,
+-- as the index's are: a dial sends only the ids.
+local FREE_READ_WHOLE = 16  -- queues of more agents read the whole index (free_rows)
+
+local function free_rows(log_key, ids, now, now_s, skip)
+  local count = #ids
+  if count == 0 then return '' end
   local free, timers = index_keys(log_key)
-  local ids = {unpack(ARGV, first_id, first_id + count - 1)}
   local due = redis.call('ZRANGEBYSCORE', timers, '-inf', now_s)
   if #due > 0 then
-    local at = {}
-    for i = 1, count do at[ids[i]] = i end
+    local member = {}
+    for i = 1, count do member[ids[i]] = true end
+    local agent_prefix = string.sub(log_key, 1, #log_key - #'status_log') .. 'agent:'
     for _, id in ipairs(due) do
-      local i = at[id]
-      if i then settle(KEYS[first_key + i - 1], id, now, log_key) end
+      if member[id] then settle(agent_prefix .. id, id, now, log_key) end
     end
   end
-  local words = redis.call('HMGET', free, unpack(ids))
+  local words = {}
+  if count > FREE_READ_WHOLE then
+    local flat = redis.call('HGETALL', free)
+    for i = 1, #flat, 2 do words[flat[i]] = flat[i + 1] end
+  else
+    local found = redis.call('HMGET', free, unpack(ids))
+    for i = 1, count do words[ids[i]] = found[i] end
+  end
   local out, n = {}, 0
   for i = 1, count do
-    local w = words[i]
-    if w and not skip[ids[i]] then
-      out[n + 1], out[n + 2], out[n + 3] = ids[i], 'available', w
+    local id = ids[i]
+    local w = words[id]
+    if w and not skip[id] then
+      out[n + 1], out[n + 2], out[n + 3] = id, 'available', w
       n = n + 3
     end
   end

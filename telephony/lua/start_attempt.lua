@@ -1,6 +1,6 @@
 -- KEYS: call key, the call's tried set, the caller's last-agent key ('' when the number is
--- unknown), status_log, agent keys...
--- ARGV: ttl, now, number of (field, value) pairs to set first, the pairs, agent ids...
+-- unknown), status_log (the agents' keys are named from its prefix: see free_rows)
+-- ARGV: ttl, now, number of (field, value) pairs to set first, the pairs, the queue's agent ids...
 -- A dial attempt begins: the call takes the given fields (a new queue restarts its attempts),
 -- counts the attempt, and everything the routing decision needs is read in the same step:
 -- the attempt number, the agents tried so far, who last served the number, and the queue's
@@ -17,4 +17,4 @@ if last_key ~= '' then last = redis.call('GET', last_key) end
 local tried = redis.call('SMEMBERS', tried_key)
 local skip = {}
 for _, id in ipairs(tried) do skip[id] = true end
-return {attempt, tried, last, free_rows(log_key, 5, 4 + 2 * pairs_count, now, ARGV[2], skip)}
+return {attempt, tried, last, free_rows(log_key, {unpack(ARGV, 4 + 2 * pairs_count)}, now, ARGV[2], skip)}

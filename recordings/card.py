@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -33,11 +34,13 @@ from .models import (
     PhoneNumber,
     Recording,
     Voicemail,
+    utcnow,
 )
 
 COMPLAINT_ACK_WITHIN = timedelta(hours=24)  # a supervisor acknowledges within a working day
 COMPLAINT_RESOLVE_WITHIN = timedelta(days=7)  # and resolves within a week
 TIMELINE_MAX_LIMIT = 500  # one page; keeps a card request cheap
+_TEXT_ARRAY = postgresql.ARRAY(sa.String)  # a batch's numbers as one PostgreSQL parameter
 
 EVENT_KINDS = frozenset(
     {
@@ -331,10 +334,14 @@ def client_ids_by_phone(
     wanted = create | find
     if not wanted:
         return {}
+    postgres = s.get_bind().dialect.name == "postgresql"
+    # On PostgreSQL the batch's numbers go as one array: the statement's text is the same for
+    # every batch, so the driver converts it once and the server runs it prepared (an IN list
+    # is a new text for each count of numbers).
+    where = (PhoneNumber.e164 == sa.any_(sa.bindparam("numbers", sorted(wanted), type_=_TEXT_ARRAY))
+             if postgres else PhoneNumber.e164.in_(wanted))
     found: dict[str, int] = dict(
-        s.execute(  # type: ignore[arg-type]
-            sa.select(PhoneNumber.e164, PhoneNumber.client_id).where(PhoneNumber.e164.in_(wanted))
-        ).all()
+        s.execute(sa.select(PhoneNumber.e164, PhoneNumber.client_id).where(where)).all()  # type: ignore[arg-type]
     )
     missing = sorted(create - found.keys())
     if missing:
@@ -343,7 +350,15 @@ def client_ids_by_phone(
         clients, numbers = cast(sa.Table, Client.__table__), cast(sa.Table, PhoneNumber.__table__)
         try:
             with s.begin_nested():
-                new_ids = s.execute(sa.insert(clients).returning(clients.c.id), [{} for _ in missing]).scalars()
+                if postgres:  # one statement of the same text whatever the count
+                    now = utcnow()
+                    blank = sa.select(sa.bindparam("now", now, type_=clients.c.created_at.type),
+                                      sa.bindparam("now", now, type_=clients.c.created_at.type)).select_from(
+                        sa.func.generate_series(1, sa.bindparam("count", len(missing), type_=sa.Integer)))
+                    new_ids = s.execute(sa.insert(clients).from_select(["created_at", "updated_at"], blank)
+                                        .returning(clients.c.id)).scalars().all()
+                else:
+                    new_ids = s.execute(sa.insert(clients).returning(clients.c.id), [{} for _ in missing]).scalars().all()
                 new = dict(zip(missing, new_ids, strict=True))
                 s.execute(sa.insert(numbers), [{"client_id": cid, "e164": e164} for e164, cid in new.items()])
             found.update(new)

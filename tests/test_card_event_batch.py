@@ -84,6 +84,73 @@ def test_a_batch_of_events_with_different_empty_fields_is_one_insert(db: str) ->
     assert sorted(tuple(r) for r in stored) == [("call_arrived", None, None, "CA7"), ("menu_choice", None, "support", "CA7")]
 
 
+def test_first_time_callers_get_a_card_each_with_statements_of_one_text_whatever_the_batch(db: str) -> None:
+    """Batches of 1, 3 and 7 new numbers (with known ones and outbound numbers that are only
+    matched): each new number gets its own card. On PostgreSQL the lookup and the new cards'
+    insert are the same text for every batch (the numbers go as one array), so the driver
+    converts them once and the server runs them prepared."""
+    texts: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "phone_numbers" in statement and statement.lstrip().upper().startswith("SELECT") \
+                or statement.lstrip().upper().startswith("INSERT INTO CLIENTS"):
+            texts.append(statement)
+
+    engine = card_db.engine()
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        first = 0
+        for count in (1, 3, 7):
+            numbers = [f"+37256{first + n:06d}" for n in range(count)]
+            first += count
+            with card_db.session() as s:
+                ids = card.client_ids_by_phone(s, create=[*numbers, CALLER], find=["+3725999999"])
+            assert set(ids) == {*numbers, CALLER} and len(set(ids.values())) == count + 1
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    with card_db.session(readonly=True) as s:
+        for number, client_id in ids.items():
+            found = card.find_client_by_phone(s, number)
+            assert found is not None and found.id == client_id
+        assert s.scalar(sa.select(sa.func.count()).select_from(Client)) == 1 + 3 + 7 + 1
+    if card_db.engine().dialect.name == "postgresql":
+        assert len(texts) == 6 and len(set(texts)) == 2  # a lookup and an insert, each one text
+
+
+def test_a_number_another_writer_creates_meanwhile_keeps_that_writers_card(db: str) -> None:
+    """Between the batch's lookup and its insert another writer (a second worker, the API)
+    gives one of the new numbers a card: the batch falls back to one number at a time and
+    uses that card, and the other new numbers still get theirs."""
+    if card_db.engine().dialect.name != "postgresql":
+        pytest.skip("SQLite lets one writer at a time: nobody can write between the batch's steps")
+    raced = "+37256999001"
+    other_card: list[int] = []
+
+    def meanwhile(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO CLIENTS") and not other_card:
+            other = sa.create_engine(db)
+            try:
+                with other.begin() as conn:
+                    cid = conn.execute(sa.insert(Client).values(name="Created elsewhere").returning(Client.id)).scalar_one()
+                    conn.execute(sa.text("INSERT INTO phone_numbers (client_id, e164, created_at) "
+                                         "VALUES (:c, :e, CURRENT_TIMESTAMP)"), {"c": cid, "e": raced})
+            finally:
+                other.dispose()
+            other_card.append(cid)
+
+    engine = card_db.engine()
+    sa.event.listen(engine, "before_cursor_execute", meanwhile)
+    try:
+        with card_db.session() as s:
+            ids = card.client_ids_by_phone(s, create=[raced, "+37256999002", "+37256999003"])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", meanwhile)
+    assert ids[raced] == other_card[0]
+    assert len({ids[raced], ids["+37256999002"], ids["+37256999003"]}) == 3
+    with card_db.session(readonly=True) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Client)) == 3  # nothing left half-made
+
+
 def test_a_batch_refuses_an_unknown_kind(db: str) -> None:
     with pytest.raises(ValueError, match="unknown card event kind"):
         jobs.apply_event_batch([jobs.event_payload(CALLER, "no_such_kind", {}, "2026-11-24T10:00:00+00:00")])

@@ -572,3 +572,16 @@ def test_estimated_wait_averages_the_last_fifty_handle_times(state: LiveState) -
         state.release_after_talk("ann", f"CA{n}", T0, 0, "support", 1000 if n < 10 else 100)
     assert state.average_handle_seconds("support") == 100
     assert state.estimated_wait_seconds("support", position=5, agents_on_duty=2) == 300
+
+
+def test_a_script_the_server_does_not_know_is_loaded_and_run_once(state: LiveState) -> None:
+    """A restarted Redis (or one whose scripts were flushed) answers NOSCRIPT: the script did
+    not run, so it is loaded and run, once. (The server's scripts are shared by every user of
+    it, so the test makes the script unknown by its SHA rather than by flushing them.)"""
+    carrier = state._save_call.script  # the script behind save_call
+    real_sha = carrier.sha
+    carrier.sha = "0" * 40
+    state.save_call("CA1", {"from": "+3725550000"}, T0, carry=['{"n":1}'])
+    assert carrier.sha == real_sha
+    assert state.get_call("CA1") == {"created_at": repr(T0), "from": "+3725550000"}
+    assert state.redis.lrange(state.keys.card_events(), 0, -1) == [b'{"n":1}']  # pushed once

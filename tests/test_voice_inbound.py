@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import yaml
@@ -284,6 +285,36 @@ def test_a_repeated_dial_action_keeps_the_handle_time_once(voice: Voice) -> None
     assert [float(v) for v in state.redis.lrange(handle_times, 0, -1)] == [25.0, 25.0]
     voice.run_jobs()
     assert len(events(EE_CALLER, "call_handled")) == 2
+
+
+def test_a_caller_whose_candidates_were_all_taken_meanwhile_gets_an_agent_freed_since(
+        voice: Voice, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between this call's read of the queue and its claim, other calls take every candidate
+    (a loaded machine paused the request); one of them ends at once. The menu reads the queue
+    again and dials the agent free now, instead of sending the caller to voicemail."""
+    state = voice.app.extensions["hotline"].state
+    real_claim = state.claim_agents
+    others: list[tuple[str, str]] = []
+
+    def others_first(candidates: list[str], call_sid: str, *args: Any, **kwargs: Any) -> list[str]:
+        if call_sid == "CA-raced" and not others:
+            for n, agent in enumerate(candidates):
+                sid = f"CA-other-{n}"
+                if real_claim([agent], sid, 1, time.time(), time.time() + 60):
+                    others.append((sid, agent))
+            lost = real_claim(candidates, call_sid, *args, **kwargs)
+            state.release_unanswered(others[0][0], None, time.time())  # that caller hung up
+            return lost
+        return real_claim(candidates, call_sid, *args, **kwargs)
+
+    monkeypatch.setattr(state, "claim_agents", others_first)
+    voice.twiml("/voice/incoming", call_params("CA-raced"))
+    root = voice.twiml("/voice/menu", call_params("CA-raced", Digits="1"))
+    assert len(others) >= 2 and root.find("Record") is None
+    (endpoint,) = dial_targets(root)
+    assert agent_for(voice, endpoint) == others[0][1]
+    voice.run_jobs()
+    assert not events(EE_CALLER, "routed_to_voicemail")
 
 
 def test_a_dial_action_with_a_malformed_start_reads_the_call(voice: Voice) -> None:

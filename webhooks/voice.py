@@ -533,10 +533,19 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, fiel
     if isinstance(plan, engine.GoToVoicemail):
         record_event(call, "routed_to_voicemail", {"queue": queue, "reason": plan.reason, "attempt": attempt})
         return voicemail_script(rules, lang, call["sid"], queue, intro="all_busy")
-    count = min(len(plan.candidates), 10) if plan.parallel else 1
-    ring_until = now + plan.timeout_seconds + rules.hotline.dial_buffer_seconds + 30
-    with carried_card_events() as carry:  # the menu choice, on the way to an agent
-        claimed = state.claim_agents(plan.candidates, call["sid"], count, now, ring_until, dial=True, carry=carry)
+    claimed = claim_for_dial(rules, plan, call["sid"], now)
+    looks = 0
+    while not claimed and looks < LOST_RACE_LOOKS:
+        # Other calls took every candidate between our read and our claim (a loaded machine
+        # paused this request meanwhile): decide again on a fresh read of the queue rather
+        # than send the caller away while agents are free. Nothing was claimed or counted.
+        looks += 1
+        now = time.time()
+        again = engine.decide_dial(rules, queue, state.snapshot(queue_rules.agents, now), caller, attempt, tried)
+        if isinstance(again, engine.GoToVoicemail):
+            break
+        plan = again
+        claimed = claim_for_dial(rules, plan, call["sid"], now)
     if not claimed and queue_rules.high_volume is not None:  # lost a race for the agent: wait in line
         return enqueue_script(rules, call, queue, lang)
     if not claimed:
@@ -564,6 +573,18 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, fiel
         caller_id=caller_id,
         ring_tone=engine.ring_tone(rules),
     ))
+
+
+LOST_RACE_LOOKS = 2  # fresh reads of a queue after every candidate was claimed by other calls
+
+
+def claim_for_dial(rules: Rules, plan: engine.DialPlan, call_sid: str, now: float) -> list[str]:
+    """Claim the plan's agent (or a ring-all's agents) for this call, as of `now`; the
+    request's card events so far ride with the claim."""
+    count = min(len(plan.candidates), 10) if plan.parallel else 1
+    ring_until = now + plan.timeout_seconds + rules.hotline.dial_buffer_seconds + 30
+    with carried_card_events() as carry:  # the menu choice, on the way to an agent
+        return rt().state.claim_agents(plan.candidates, call_sid, count, now, ring_until, dial=True, carry=carry)
 
 
 def whisper_language(rules: Rules, agent_id: str) -> str:

@@ -444,8 +444,9 @@ class LiveState:
                            handle_seconds: float, carry: Sequence[str] = ()) -> tuple[bool, int]:
         """An answered call ended: `release_after_call`, and the queue remembers the call's
         handle time (the last 50 are kept, for wait estimates) once per call, however often
-        Twilio repeats the Dial action, in one script that also pushes the `carry`d card events. Returns (released, callers waiting in the queue's line): an
-        agent who just freed up wakes the dispatcher only when someone waits."""
+        Twilio repeats the Dial action, in one script that also pushes the `carry`d card
+        events. Returns (released, callers waiting in the queue's line): an agent who just
+        freed up wakes the dispatcher only when someone waits."""
         released, waiting = self._release(agent_id, call_sid, now, wrap_up_seconds,
                                           talk_keys=[self.keys.handle_times(queue), self.keys.line(queue),
                                                      self.keys.call(call_sid)],

@@ -121,10 +121,10 @@ def test_a_big_queue_reads_the_whole_index_and_keeps_its_own_agents_in_order(
     redis_conn: redis_lib.Redis, redis_prefix: str,
 ) -> None:
     """A queue of more than 16 agents reads the whole index (HGETALL) instead of an HMGET of its
-    ids: it still gets only its own available, untried agents, in the queue's order, and a
-    lapsed ring of its own is settled first."""
+    ids when the index is at most 4 times its size: either way it gets only its own available,
+    untried agents, in the queue's order, and a lapsed ring of its own is settled first."""
     state = LiveState(KeptConnection(redis_conn.connection_pool), redis_prefix)
-    everyone = [f"b{i:02d}" for i in range(60)]
+    everyone = [f"b{i:02d}" for i in range(80)]
     state.sync_agents(dict.fromkeys(everyone, True), T0)
     queue = list(reversed(everyone[10:50]))  # 40 agents, not in the index's order
     state.claim_agents(["b49"], "CA1", 1, T0, ring_until=T0 + 30)  # lapses at T0 + 30
@@ -141,3 +141,7 @@ def test_a_big_queue_reads_the_whole_index_and_keeps_its_own_agents_in_order(
     assert rows[0] == AgentSnapshot("b49", "available", T0, T0, 0)  # its lapsed ring settled by the dial
     _, small = state.prepare_dial("CA4", None, ["b05", "b48", "b30"], T0 + 31)  # a small queue: HMGET
     assert [a.id for a in small] == ["b05", "b30"]
+    seventeen = everyone[40:57]  # more than 16, but the index (80) is over 4 times as big: HMGET
+    _, rows = state.prepare_dial("CA5", None, seventeen, T0 + 31)
+    assert [a.id for a in rows] == [a for a in seventeen if a not in {"b48", "b47"}]  # CA5 tried nobody
+    assert rows == [a for a in state.snapshot(seventeen, T0 + 31) if a.status == "available"]

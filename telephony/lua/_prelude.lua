@@ -133,13 +133,14 @@ end
 
 -- What a dial decision can use, in snapshot_rows' words: the agents of `ids` (a queue's, in
 -- its order) who are available and not in `skip` (the ids the call already tried). Read from
--- the routing index in one command for the whole queue, not one read an agent: an HMGET of a
--- small queue's ids, or for a big queue the whole index (HGETALL): an HMGET looks each field
--- up along a small hash's list, a cost that grows with the square of the agents. First, a ringing or wrapping-up agent of the queue whose time is
--- up (`agent_timers`) is settled, as snapshot_rows would; one of another queue is left to its
--- own dials (or the dispatcher's snapshot). The agents' keys are named from the log's prefix,
--- as the index's are: a dial sends only the ids.
-local FREE_READ_WHOLE = 16  -- queues of more agents read the whole index (free_rows)
+-- the routing index in one command for the whole queue, not one read an agent. A big queue
+-- whose index is not much bigger reads the index whole (HGETALL): a small hash is one list
+-- inside Redis, and an HMGET walks it for each field, a cost that grows with the square of the
+-- agents; otherwise an HMGET of the queue's ids. First, a ringing or wrapping-up agent of the
+-- queue whose time is up (`agent_timers`) is settled, as snapshot_rows would; one of another
+-- queue is left to its own dials (or the dispatcher's snapshot). The agents' keys are named
+-- from the log's prefix, as the index's are: a dial sends only the ids.
+local FREE_READ_WHOLE = 16  -- a queue of more agents reads the whole index, if at most 4 times its size
 
 local function free_rows(log_key, ids, now, now_s, skip)
   local count = #ids
@@ -155,7 +156,7 @@ local function free_rows(log_key, ids, now, now_s, skip)
     end
   end
   local words = {}
-  if count > FREE_READ_WHOLE then
+  if count > FREE_READ_WHOLE and redis.call('HLEN', free) <= 4 * count then
     local flat = redis.call('HGETALL', free)
     for i = 1, #flat, 2 do words[flat[i]] = flat[i + 1] end
   else

@@ -16,6 +16,7 @@ VALUES: list[dict[str, Any]] = [
     {"queue": None, "kind": "call"},  # None is left out, as url_for does
     {"q": "a b&c=d/é?!$'()*,:;@+%"},  # what quoting keeps and what it escapes
     {"e164": "+37255501234", "at": 1764059000.123456, "ring": "ann,bob", "x": "a~b-c_d.e", "y": "[]#^`{}|\\\"<>"},
+    {"raw": "a b/é".encode()},  # bytes are quoted as they are, not as their repr
 ]
 ENVIRONS: list[dict[str, Any]] = [
     {"base_url": "http://localhost"},

@@ -35,6 +35,8 @@ def public_url(endpoint: str, **values: Any) -> str:
 def _quoted(value: Any) -> str:
     """`urlencode`'s quoting of one name or value: most (ids, numbers, codes) need none, and
     a check is cheaper than quoting; the rest go through `quote_plus` as urlencode does."""
+    if isinstance(value, bytes):  # urlencode quotes bytes as they are, not their repr
+        return quote_plus(value, safe=QUERY_SAFE)
     text = value if isinstance(value, str) else str(value)
     return text if _AS_IS.fullmatch(text) else quote_plus(text, safe=QUERY_SAFE)
 

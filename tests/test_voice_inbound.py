@@ -287,34 +287,55 @@ def test_a_repeated_dial_action_keeps_the_handle_time_once(voice: Voice) -> None
     assert len(events(EE_CALLER, "call_handled")) == 2
 
 
-def test_a_caller_whose_candidates_were_all_taken_meanwhile_gets_an_agent_freed_since(
-        voice: Voice, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Between this call's read of the queue and its claim, other calls take every candidate
-    (a loaded machine paused the request); one of them ends at once. The menu reads the queue
-    again and dials the agent free now, instead of sending the caller to voicemail."""
+def race_for_the_candidates(voice: Voice, monkeypatch: pytest.MonkeyPatch, sid: str) -> list[tuple[str, str]]:
+    """Between `sid`'s read of the queue and its claim, other calls take every candidate (a
+    loaded machine paused the request); the first of them ends at once. Returns those calls
+    and their agents."""
     state = voice.app.extensions["hotline"].state
     real_claim = state.claim_agents
     others: list[tuple[str, str]] = []
 
     def others_first(candidates: list[str], call_sid: str, *args: Any, **kwargs: Any) -> list[str]:
-        if call_sid == "CA-raced" and not others:
+        if call_sid == sid and not others:
             for n, agent in enumerate(candidates):
-                sid = f"CA-other-{n}"
-                if real_claim([agent], sid, 1, time.time(), time.time() + 60):
-                    others.append((sid, agent))
+                other = f"CA-other-{n}"
+                if real_claim([agent], other, 1, time.time(), time.time() + 60):
+                    others.append((other, agent))
             lost = real_claim(candidates, call_sid, *args, **kwargs)
             state.release_unanswered(others[0][0], None, time.time())  # that caller hung up
             return lost
         return real_claim(candidates, call_sid, *args, **kwargs)
 
     monkeypatch.setattr(state, "claim_agents", others_first)
+    return others
+
+
+def test_a_caller_whose_candidates_were_all_taken_meanwhile_gets_an_agent_freed_since(
+        voice: Voice, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The menu reads the queue again and dials the agent free now, instead of sending the
+    caller to voicemail or to an empty line."""
+    others = race_for_the_candidates(voice, monkeypatch, "CA-raced")
     voice.twiml("/voice/incoming", call_params("CA-raced"))
     root = voice.twiml("/voice/menu", call_params("CA-raced", Digits="1"))
-    assert len(others) >= 2 and root.find("Record") is None
+    assert len(others) >= 2 and root.find("Record") is None and root.find("Enqueue") is None
     (endpoint,) = dial_targets(root)
     assert agent_for(voice, endpoint) == others[0][1]
     voice.run_jobs()
     assert not events(EE_CALLER, "routed_to_voicemail")
+
+
+def test_a_caller_who_lost_the_race_joins_the_line_when_others_wait(
+        voice: Voice, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where callers already wait in the queue's line, the agent who frees up is theirs first
+    (the dispatcher's): the caller who lost the race joins the line instead of a fresh read."""
+    state = voice.app.extensions["hotline"].state
+    state.join_line("support", "call:CA-waiting", time.time() - 60)
+    others = race_for_the_candidates(voice, monkeypatch, "CA-raced")
+    voice.twiml("/voice/incoming", call_params("CA-raced"))
+    root = voice.twiml("/voice/menu", call_params("CA-raced", Digits="1"))
+    assert others and root.find("Enqueue") is not None and root.find("Dial") is None
+    assert state.position("support", "call:CA-raced") == 2
+    assert state.snapshot([others[0][1]], time.time())[0].status == "available"  # left for the line
 
 
 def test_a_dial_action_with_a_malformed_start_reads_the_call(voice: Voice) -> None:

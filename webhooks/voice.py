@@ -535,10 +535,13 @@ def dial_next(rules: Rules, call: dict[str, str], queue: str, lang: str, *, fiel
         return voicemail_script(rules, lang, call["sid"], queue, intro="all_busy")
     claimed = claim_for_dial(rules, plan, call["sid"], now)
     looks = 0
-    while not claimed and looks < LOST_RACE_LOOKS:
+    while not claimed and looks < LOST_RACE_LOOKS and (queue_rules.high_volume is None
+                                                      or not state.line_length(queue)):
         # Other calls took every candidate between our read and our claim (a loaded machine
         # paused this request meanwhile): decide again on a fresh read of the queue rather
         # than send the caller away while agents are free. Nothing was claimed or counted.
+        # Where callers wait in the queue's line, an agent who frees up is theirs first: this
+        # caller joins the line below.
         looks += 1
         now = time.time()
         again = engine.decide_dial(rules, queue, state.snapshot(queue_rules.agents, now), caller, attempt, tried)

@@ -36,8 +36,12 @@ end
 -- routing fields is followed by index_agent in the same script, so the index never disagrees
 -- with the hashes; sync_agents re-indexes every agent it is given (after an upgrade, or any
 -- loss). Its key names follow the status log's (one prefix: `Keys` in state.py names them too).
+local function key_prefix(log_key)  -- the hotline's key prefix, read off the status log's key
+  return string.sub(log_key, 1, #log_key - #'status_log')
+end
+
 local function index_keys(log_key)
-  local prefix = string.sub(log_key, 1, #log_key - #'status_log')
+  local prefix = key_prefix(log_key)
   return prefix .. 'free_agents', prefix .. 'agent_timers'
 end
 
@@ -150,7 +154,7 @@ local function free_rows(log_key, ids, now, now_s, skip)
   if #due > 0 then
     local member = {}
     for i = 1, count do member[ids[i]] = true end
-    local agent_prefix = string.sub(log_key, 1, #log_key - #'status_log') .. 'agent:'
+    local agent_prefix = key_prefix(log_key) .. 'agent:'
     for _, id in ipairs(due) do
       if member[id] then settle(agent_prefix .. id, id, now, log_key) end
     end

@@ -10,7 +10,7 @@ from flask import current_app, has_request_context, request, url_for
 
 QUERY_SAFE = "!$'()*,/:;?@"  # werkzeug's: a query reads exactly as url_for writes it
 # Text that quoting leaves as it is: ASCII letters, digits, `_.-~` and QUERY_SAFE.
-_AS_IS = re.compile(r"[A-Za-z0-9_.\-~!$'()*,/:;?@]*")
+_AS_IS = re.compile(f"[A-Za-z0-9_.~{re.escape(QUERY_SAFE)}-]*")
 ROUTE_URLS_KEPT = 1024
 
 

@@ -351,9 +351,8 @@ def client_ids_by_phone(
         try:
             with s.begin_nested():
                 if postgres:  # one statement of the same text whatever the count
-                    now = utcnow()
-                    blank = sa.select(sa.bindparam("now", now, type_=clients.c.created_at.type),
-                                      sa.bindparam("now", now, type_=clients.c.created_at.type)).select_from(
+                    now = sa.bindparam("now", utcnow(), type_=clients.c.created_at.type)
+                    blank = sa.select(now, now).select_from(  # created_at, updated_at
                         sa.func.generate_series(1, sa.bindparam("count", len(missing), type_=sa.Integer)))
                     new_ids = s.execute(sa.insert(clients).from_select(["created_at", "updated_at"], blank)
                                         .returning(clients.c.id)).scalars().all()

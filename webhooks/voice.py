@@ -584,7 +584,7 @@ LOST_RACE_LOOKS = 2  # fresh reads of a queue after every candidate was claimed 
 def claim_for_dial(rules: Rules, plan: engine.DialPlan, call_sid: str, now: float) -> list[str]:
     """Claim the plan's agent (or a ring-all's agents) for this call, as of `now`; the
     request's card events so far ride with the claim."""
-    count = min(len(plan.candidates), 10) if plan.parallel else 1
+    count = min(len(plan.candidates), engine.MAX_PARALLEL) if plan.parallel else 1
     ring_until = now + plan.timeout_seconds + rules.hotline.dial_buffer_seconds + 30
     with carried_card_events() as carry:  # the menu choice, on the way to an agent
         return rt().state.claim_agents(plan.candidates, call_sid, count, now, ring_until, dial=True, carry=carry)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
@@ -88,9 +89,11 @@ class Keys:
 
     @property
     def free_agents(self) -> str:
-        """The routing index's available agents (id → their routing words); the scripts name
-        it after `status_log` (`index_keys` in _prelude.lua)."""
-        return f"{self.prefix}free_agents"
+        """The routing index's available agents (id → their routing numbers, packed: see
+        `routing_numbers`); the scripts name it after `status_log` (`index_keys` in
+        _prelude.lua). Named for its format: a tree whose index held words wrote `free_agents`,
+        left behind at the upgrade (`sync_agents` at start builds this one)."""
+        return f"{self.prefix}free_agents:packed"
 
     @property
     def agent_timers(self) -> str:
@@ -166,6 +169,25 @@ def _field_pairs(fields: Mapping[str, Any]) -> list[Any]:
         if value is not None:
             flat += [name, _text(value)]
     return [len(flat) // 2, *flat]
+
+
+ROUTING_NUMBERS: Final = struct.Struct("<ddd")  # idle_since, last_offered_at, misses (`routing_numbers` in Lua)
+
+
+def routing_numbers(packed: bytes) -> tuple[float, float, int]:
+    """One agent's value in the routing index, unpacked (the index's tests read it)."""
+    idle_since, last_offered_at, misses = ROUTING_NUMBERS.unpack(packed)
+    return idle_since, last_offered_at, int(misses)
+
+
+def _free_rows(ids: bytes, numbers: bytes) -> list[AgentSnapshot]:
+    """Available agents as the Lua `free_rows` returns them: their ids, and their routing
+    numbers packed, three doubles an agent. Unpacked whole (one `struct` call for the queue):
+    parsing a hundred agents' numbers from text cost ~70 µs a routed call, this ~5."""
+    names = ids.decode().split()
+    values = struct.unpack(f"<{3 * len(names)}d", numbers)  # a count that disagrees: struct.error
+    columns = zip(names, repeat("available", len(names)), values[0::3], values[1::3], map(int, values[2::3]), strict=True)
+    return list(map(tuple.__new__, repeat(AgentSnapshot), columns))  # type: ignore[arg-type]
 
 
 def _agent_rows(words: bytes) -> list[AgentSnapshot]:
@@ -553,13 +575,13 @@ class LiveState:
         call can be offered to: available and not tried yet, all `engine.decide_dial` uses."""
         ids = list(agent_ids)
         args = [CALL_TTL_SECONDS, _num(now), *_field_pairs(fields or {})]
-        attempt, tried, last, rows = self._start_attempt(
+        attempt, tried, last, (ids, numbers) = self._start_attempt(
             keys=[self.keys.call(sid), self.keys.tried(sid), self.keys.last_agent(e164) if e164 else "",
                   self.keys.status_log],
             args=args + ids,  # the agents' keys are named in the script (one prefix)
         )
         facts = DialFacts(int(attempt), {_text(i) for i in tried}, _text(last) if last else None)
-        return facts, _agent_rows(rows)
+        return facts, _free_rows(ids, numbers)
 
     def tried(self, sid: str) -> set[str]:
         return {_text(i) for i in self.redis.smembers(self.keys.tried(sid))}

@@ -1,4 +1,4 @@
-"""The routing index (`free_agents`, `agent_timers`) on a real Redis: a dial reads it instead
+"""The routing index (`free_agents:packed`, `agent_timers`) on a real Redis: a dial reads it instead
 of every agent's hash, so it must agree with the hashes after any sequence of changes."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import pytest
 import redis as redis_lib
 
 from telephony.redis_client import KeptConnection
-from telephony.state import AgentSnapshot, LiveState
+from telephony.state import AgentSnapshot, LiveState, routing_numbers
 
 T0 = 1_700_000_000.0
+Numbers = tuple[float, float, int]  # an available agent's idle_since, last_offered_at, misses
 AGENTS = [f"a{i}" for i in range(8)]
 
 
@@ -27,21 +28,21 @@ def offerable(state: LiveState, now: float) -> list[AgentSnapshot]:
     return [a for a in state.snapshot(AGENTS, now) if a.status == "available"]
 
 
-def index_of(state: LiveState, conn: redis_lib.Redis) -> tuple[dict[str, str], dict[str, float]]:
-    free = {k.decode(): v.decode() for k, v in conn.hgetall(state.keys.free_agents).items()}
+def index_of(state: LiveState, conn: redis_lib.Redis) -> tuple[dict[str, Numbers], dict[str, float]]:
+    free = {k.decode(): routing_numbers(v) for k, v in conn.hgetall(state.keys.free_agents).items()}
     timers = {m.decode(): s for m, s in conn.zrange(state.keys.agent_timers, 0, -1, withscores=True)}
     return free, timers
 
 
-def expected_index(state: LiveState, conn: redis_lib.Redis) -> tuple[dict[str, str], dict[str, float]]:
+def expected_index(state: LiveState, conn: redis_lib.Redis) -> tuple[dict[str, Numbers], dict[str, float]]:
     """The index as the agents' hashes imply it (read raw: nothing settled)."""
-    free: dict[str, str] = {}
+    free: dict[str, Numbers] = {}
     timers: dict[str, float] = {}
     for agent in AGENTS:
         f = {k.decode(): v.decode() for k, v in conn.hgetall(state.keys.agent(agent)).items()}
         words = [f.get(name) or "0" for name in ("idle_since", "last_offered_at", "misses")]
         if f["status"] == "available":
-            free[agent] = " ".join(words)
+            free[agent] = (float(words[0]), float(words[1]), int(words[2]))
         elif f["status"] == "ringing":
             timers[agent] = float(f["ring_until"] or 0)
         elif f["status"] == "wrap_up":

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Literal, NamedTuple, Protocol
+from operator import attrgetter
+from typing import Final, Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -302,7 +303,9 @@ def rank_agents(
     every skill of the queue. Order: the sticky agent (strategy sticky), then agents who speak
     the caller's language, each group in strategy order (ties broken by id for repeatability).
     Runs on every routed call over the whole queue, so the rules' part is worked out once per
-    rules object (`_queue_team`) and the order is one sort.
+    rules object (`_queue_team`), the strategy's order is one sort by a C key (no Python call
+    an agent), and the groups (sticky, speakers) are taken out after it, which keeps that
+    order within each: the same result as one sort by (group, order), at half its cost.
     """
     strategy = rules.queues[queue].strategy
     team = _queue_team(rules, queue)
@@ -311,11 +314,18 @@ def rank_agents(
     sticky = caller.last_agent if strategy == "sticky" else None
     candidates = [a for a in agents
                   if a.status == "available" and a.id not in tried and a.misses < limits.get(a.id, 0)]
-    if strategy == "round_robin":
-        candidates.sort(key=lambda a: (a.id not in speakers, a.last_offered_at, a.idle_since, a.id))
-    else:  # longest_idle, ring_all and sticky's fallback
-        candidates.sort(key=lambda a: (a.id != sticky, a.id not in speakers, a.idle_since, a.id))
-    return [a.id for a in candidates]
+    candidates.sort(key=_ROUND_ROBIN_ORDER if strategy == "round_robin" else _IDLE_ORDER)
+    ranked = [a.id for a in candidates]
+    if not speakers.isdisjoint(ranked) and not speakers.issuperset(ranked):  # speakers first
+        ranked = [i for i in ranked if i in speakers] + [i for i in ranked if i not in speakers]
+    if sticky is not None and sticky in ranked:  # then the sticky agent before everyone
+        ranked.remove(sticky)
+        ranked.insert(0, sticky)
+    return ranked
+
+
+_IDLE_ORDER: Final = attrgetter("idle_since", "id")  # longest_idle, ring_all and sticky's fallback
+_ROUND_ROBIN_ORDER: Final = attrgetter("last_offered_at", "idle_since", "id")
 
 
 def decide_dial(

@@ -148,16 +148,12 @@ def _send_card_events() -> None:
             std_log.exception("could not store %d card event(s)", len(payloads))
 
 
-@bp.after_request
-def flush_card_events(response: Response) -> Response:
-    """After every answer, the apology included."""
-    _send_card_events()
-    return response
-
-
 @bp.teardown_request
-def flush_card_events_left(_error: BaseException | None) -> None:
-    """The backstop when an answer could not be finalised (after_request did not run)."""
+def flush_card_events(_error: BaseException | None) -> None:
+    """After every answer, the apology included, and after one that could not be finalised:
+    Flask tears a request down before the server sends its answer, so Twilio never hears
+    of a call before its events are queued. (One hook, not an after-request hook and this as
+    its backstop: a webhook paid for both.)"""
     _send_card_events()
 
 

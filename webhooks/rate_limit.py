@@ -68,7 +68,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _limit_api() -> tuple[Response, int, dict[str, str]] | None:
-        if not request.path.startswith(API_PREFIX):
+        if not request._get_current_object().path.startswith(API_PREFIX):  # type: ignore[attr-defined]  # every request: see `voice.rt`
             return None
         runtime: Runtime = current_app.extensions["hotline"]
         limit, seconds = parse_limit(runtime.settings.api_rate_limit)

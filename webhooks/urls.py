@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import quote_plus
 
-from flask import current_app, has_request_context, request, url_for
+from flask import Flask, current_app, has_request_context, request, url_for
 
 QUERY_SAFE = "!$'()*,/:;?@"  # werkzeug's: a query reads exactly as url_for writes it
 # Text that quoting leaves as it is: ASCII letters, digits, `_.-~` and QUERY_SAFE.
@@ -19,11 +19,14 @@ def public_url(endpoint: str, **values: Any) -> str:
     request the route's part is built by url_for once per process and host (`_route_url`)
     and only the query is encoded each time; a route with variables in its path, or a call
     outside a request, goes to url_for."""
-    base = current_app.extensions["hotline"].settings.public_base_url
+    # the app and the environ themselves, not through their context proxies (see `voice.rt`):
+    # an answer names several URLs
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    base = app.extensions["hotline"].settings.public_base_url
     if has_request_context():
-        environ = request.environ
+        environ = request._get_current_object().environ  # type: ignore[attr-defined]
         host = "" if base else f"{environ['wsgi.url_scheme']}://{_host(environ)}"
-        route = _route_url(endpoint, base or "", host, environ.get("SCRIPT_NAME", ""))
+        route = _route_url(app, endpoint, base or "", host, environ.get("SCRIPT_NAME", ""))
         if route is not None:
             query = "&".join(f"{_quoted(k)}={_quoted(v)}" for k, v in values.items() if v is not None)
             return f"{route}?{query}" if query else route
@@ -41,17 +44,17 @@ def _quoted(value: Any) -> str:
     return text if _AS_IS.fullmatch(text) else quote_plus(text, safe=QUERY_SAFE)
 
 
-def _route_url(endpoint: str, base: str, host: str, script_name: str) -> str | None:
+def _route_url(app: Flask, endpoint: str, base: str, host: str, script_name: str) -> str | None:
     """The absolute URL of a route with no variables in its path (every `/voice` route), else
     None; kept per app. The key holds all that url_for reads from the request: host, scheme,
     script root."""
-    cache: dict[tuple[str, ...], str | None] = current_app.extensions.setdefault("hotline.route_urls", {})
+    cache: dict[tuple[str, ...], str | None] = app.extensions.setdefault("hotline.route_urls", {})
     key = (endpoint, base, host, script_name)
     if key in cache:
         return cache[key]
     if len(cache) >= ROUTE_URLS_KEPT:  # bounded: the Host header is the caller's to choose
         cache.clear()
-    if any(rule.arguments for rule in current_app.url_map.iter_rules(endpoint)):
+    if any(rule.arguments for rule in app.url_map.iter_rules(endpoint)):
         url = None
     elif base:
         url = base + url_for(endpoint, _external=False)
@@ -65,12 +68,15 @@ def _host(environ: dict[str, Any]) -> str:
     return environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
 
 
-def quick_signed_url() -> str:
+def quick_signed_url(environ: dict[str, Any] | None = None, base: str | None = None) -> str:
     """The URL Twilio signed, read straight from the WSGI environ: what `signed_url` returns
     for the ASCII paths and queries Twilio uses, at a fraction of its cost. A signature that
-    does not match it is checked against `signed_url` (see `voice.check_signature`)."""
-    environ = request.environ
-    base = current_app.extensions["hotline"].settings.public_base_url
+    does not match it is checked against `signed_url` (see `voice.check_signature`, which
+    passes the request's environ and the public base URL it already holds)."""
+    if environ is None:
+        environ = request.environ
+    if base is None:
+        base = current_app.extensions["hotline"].settings.public_base_url
     if not base:
         base = f"{environ['wsgi.url_scheme']}://{_host(environ)}{environ.get('SCRIPT_NAME', '')}"
     query = environ.get("QUERY_STRING", "")

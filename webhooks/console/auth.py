@@ -53,7 +53,8 @@ def load_console_user() -> None:
     `/voice` never reads the session (no SQL on Twilio's path). On `/api` a session counts for
     writes only with the CSRF header, so a cookie alone cannot change anything cross-site.
     """
-    if request.blueprint not in ("console", "api") or "console_uid" not in session:
+    # every request passes here: the request itself, not its proxy's attribute (see `voice.rt`)
+    if request._get_current_object().blueprint not in ("console", "api") or "console_uid" not in session:  # type: ignore[attr-defined]
         return  # `g.console_user` stays unset: its readers take None for it
     if request.blueprint == "api" and request.method in UNSAFE_METHODS and not csrf_ok():
         return

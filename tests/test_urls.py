@@ -60,8 +60,8 @@ def test_routes_with_path_variables_and_calls_outside_a_request_use_url_for(make
 @pytest.mark.parametrize("environ", ENVIRONS)
 def test_quick_signed_url_is_the_signed_url(make_app, public_base: str, path: str, environ: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     app = make_app(public_base_url=public_base) if public_base else make_app()
-    with app.test_request_context(path, method="POST", **environ):
-        assert quick_signed_url() == signed_url()
+    with app.test_request_context(path, method="POST", **environ) as ctx:
+        assert quick_signed_url(ctx.request.environ, app.extensions["hotline"].settings.public_base_url) == signed_url()
 
 
 def test_route_urls_kept_per_app_stay_bounded_whatever_the_host(make_app) -> None:  # type: ignore[no-untyped-def]

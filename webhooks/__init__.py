@@ -7,12 +7,13 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
-from flask import Flask, has_request_context, jsonify, request
+from flask import Flask, has_request_context, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from recordings import db as card_db
 from telephony import context as telephony_context
 
+from .current import this_request
 from .forms import FormRequest
 from .runtime import Runtime, build_runtime
 from .settings import Settings, from_env
@@ -23,7 +24,7 @@ def request_fields(_logger: Any, _name: str, event_dict: MutableMapping[str, Any
     line is written rather than bound on every request (most requests write none); a body not
     parsed yet is left alone, so logging never reads one."""
     if has_request_context():
-        req = request._get_current_object()  # type: ignore[attr-defined]
+        req = this_request()
         event_dict.setdefault("path", req.path)
         form = req.__dict__.get("form")
         if form is not None and "CallSid" in form:

@@ -17,6 +17,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from telephony.state import LiveState
 
 from .auth import _match
+from .current import this_request
 from .runtime import Runtime
 
 API_PREFIX = "/api/"
@@ -68,7 +69,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _limit_api() -> tuple[Response, int, dict[str, str]] | None:
-        if not request._get_current_object().path.startswith(API_PREFIX):  # type: ignore[attr-defined]  # every request: see `voice.rt`
+        if not this_request().path.startswith(API_PREFIX):  # every request passes: the object, not the proxy
             return None
         runtime: Runtime = current_app.extensions["hotline"]
         limit, seconds = parse_limit(runtime.settings.api_rate_limit)

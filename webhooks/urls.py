@@ -8,6 +8,8 @@ from urllib.parse import quote_plus
 
 from flask import Flask, current_app, has_request_context, request, url_for
 
+from .current import this_app, this_request
+
 QUERY_SAFE = "!$'()*,/:;?@"  # werkzeug's: a query reads exactly as url_for writes it
 # Text that quoting leaves as it is: ASCII letters, digits, `_.-~` and QUERY_SAFE.
 _AS_IS = re.compile(f"[A-Za-z0-9_.~{re.escape(QUERY_SAFE)}-]*")
@@ -19,12 +21,10 @@ def public_url(endpoint: str, **values: Any) -> str:
     request the route's part is built by url_for once per process and host (`_route_url`)
     and only the query is encoded each time; a route with variables in its path, or a call
     outside a request, goes to url_for."""
-    # the app and the environ themselves, not through their context proxies (see `voice.rt`):
-    # an answer names several URLs
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = this_app()  # an answer names several URLs: the objects, not their proxies (`current`)
     base = app.extensions["hotline"].settings.public_base_url
     if has_request_context():
-        environ = request._get_current_object().environ  # type: ignore[attr-defined]
+        environ = this_request().environ
         host = "" if base else f"{environ['wsgi.url_scheme']}://{_host(environ)}"
         route = _route_url(app, endpoint, base or "", host, environ.get("SCRIPT_NAME", ""))
         if route is not None:
@@ -68,15 +68,11 @@ def _host(environ: dict[str, Any]) -> str:
     return environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
 
 
-def quick_signed_url(environ: dict[str, Any] | None = None, base: str | None = None) -> str:
-    """The URL Twilio signed, read straight from the WSGI environ: what `signed_url` returns
-    for the ASCII paths and queries Twilio uses, at a fraction of its cost. A signature that
-    does not match it is checked against `signed_url` (see `voice.check_signature`, which
-    passes the request's environ and the public base URL it already holds)."""
-    if environ is None:
-        environ = request.environ
-    if base is None:
-        base = current_app.extensions["hotline"].settings.public_base_url
+def quick_signed_url(environ: dict[str, Any], base: str | None) -> str:
+    """The URL Twilio signed, read straight from the request's WSGI environ and the public base
+    URL (`Settings.public_base_url`): what `signed_url` returns for the ASCII paths and queries
+    Twilio uses, at a fraction of its cost. A signature that does not match it is checked
+    against `signed_url` (see `voice.check_signature`)."""
     if not base:
         base = f"{environ['wsgi.url_scheme']}://{_host(environ)}{environ.get('SCRIPT_NAME', '')}"
     query = environ.get("QUERY_STRING", "")

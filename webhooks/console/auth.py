@@ -23,6 +23,7 @@ from flask import abort, current_app, flash, g, redirect, render_template, reque
 from werkzeug.exceptions import HTTPException
 
 from ..auth import Principal
+from ..current import this_request
 from ..runtime import Runtime
 from . import bp
 from .users import authenticate, load_account
@@ -53,8 +54,8 @@ def load_console_user() -> None:
     `/voice` never reads the session (no SQL on Twilio's path). On `/api` a session counts for
     writes only with the CSRF header, so a cookie alone cannot change anything cross-site.
     """
-    # every request passes here: the request itself, not its proxy's attribute (see `voice.rt`)
-    if request._get_current_object().blueprint not in ("console", "api") or "console_uid" not in session:  # type: ignore[attr-defined]
+    # every request passes here: the request itself, not its proxy's attribute (`webhooks.current`)
+    if this_request().blueprint not in ("console", "api") or "console_uid" not in session:
         return  # `g.console_user` stays unset: its readers take None for it
     if request.blueprint == "api" and request.method in UNSAFE_METHODS and not csrf_ok():
         return

@@ -146,8 +146,8 @@ end
 -- What a dial decision can use: the agents of `ids` (a queue's, in its order) who are
 -- available and not in `skip` (the ids the call already tried), as two strings: their ids
 -- separated by spaces, and their routing numbers (the index's packed values, in the same
--- order, concatenated). Read from
--- the routing index in one command for the whole queue, not one read an agent. A big queue
+-- order, concatenated). Read from the routing index in one command for the whole queue, not
+-- one read an agent. A big queue
 -- whose index is not much bigger reads the index whole (HGETALL): a small hash is one list
 -- inside Redis, and an HMGET walks it for each field, a cost that grows with the square of the
 -- agents; otherwise an HMGET of the queue's ids. First, a ringing or wrapping-up agent of the

@@ -117,23 +117,41 @@ def _insert_or_find(s: Session, obj: T, find: Callable[[], T | None]) -> tuple[T
         return existing, False
 
 
-def _insert_once(s: Session, model: type[T], values: dict[str, Any], unique: str,
-                 find: Callable[[], T | None]) -> tuple[T, bool]:
-    """Insert a row unless one with the same `unique` column exists (even written concurrently):
-    (row, True) when this call created it, else (the existing row, False). One statement on
-    PostgreSQL and SQLite (`INSERT … ON CONFLICT DO NOTHING RETURNING`), else a savepoint."""
+def _insert_once_many(s: Session, model: type[Any], rows: Sequence[dict[str, Any]],
+                      unique: str) -> dict[Any, tuple[int, bool]]:
+    """Insert each row unless one with the same `unique` value exists (even written concurrently,
+    or earlier in `rows`): {unique value: (id, whether this call created it)}. On PostgreSQL and
+    SQLite one `INSERT … ON CONFLICT DO NOTHING RETURNING` for all the rows (and one SELECT for
+    those already there): a batch of recording callbacks costs two statements, not two each.
+    Another backend inserts row by row, each in a savepoint."""
+    table = cast(sa.Table, model.__table__)
+    first: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault(row[unique], row)
+    if not first:
+        return {}
+    key, ident = table.c[unique], table.c.id
     insert = _upsert_insert(s)
     if insert is None:
-        existing = find()
-        return (existing, False) if existing is not None else _insert_or_find(s, model(**values), find)
-    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=[unique]).returning(model)
-    row = s.scalar(stmt)
-    if row is not None:
-        return row, True
-    existing = find()
-    if existing is None:  # cannot be: the conflict was on `unique`
+        found: dict[Any, tuple[int, bool]] = {}
+        for value, row in first.items():
+            def find(value: Any = value) -> Any:
+                return s.scalar(sa.select(model).where(getattr(model, unique) == value))
+            existing = find()
+            stored, created = (existing, False) if existing is not None else _insert_or_find(s, model(**row), find)
+            found[value] = (stored.id, created)
+        return found
+    # an executemany: SQLAlchemy sends the rows as one multi-row INSERT ("insertmanyvalues"),
+    # and the statement's text is compiled once whatever the count
+    stmt = insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(key, ident)
+    found = {value: (new_id, True) for value, new_id in s.execute(stmt, list(first.values())).all()}
+    earlier = [value for value in first if value not in found]
+    if earlier:
+        found.update((value, (old_id, False))
+                     for value, old_id in s.execute(sa.select(key, ident).where(key.in_(earlier))).all())
+    if len(found) < len(first):  # cannot be: every conflict was on `unique`
         raise RuntimeError(f"{model.__name__}: conflict on {unique} but no row found")
-    return existing, False
+    return found
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -325,11 +343,13 @@ def find_or_create_client(
 
 
 def client_ids_by_phone(
-    s: Session, create: Iterable[str] = (), find: Iterable[str] = ()
+    s: Session, create: Iterable[str] = (), find: Iterable[str] = (), languages: dict[str, str] | None = None
 ) -> dict[str, int]:
     """Client ids for many numbers at once: one SELECT, then the `create` numbers that have no
-    card yet get one (one flush). `find` numbers are only looked up. Missing `find` numbers are
-    absent from the result. Safe against a concurrent creator (falls back to one at a time)."""
+    card yet get one (one flush), in its number's language from `languages` if it has one there.
+    `find` numbers are only looked up. Missing `find` numbers are absent from the result. Safe
+    against a concurrent creator (falls back to one at a time)."""
+    languages = languages or {}
     create, find = set(create), set(find)
     wanted = create | find
     if not wanted:
@@ -360,10 +380,14 @@ def client_ids_by_phone(
                     new_ids = s.execute(sa.insert(clients).returning(clients.c.id), [{} for _ in missing]).scalars().all()
                 new = dict(zip(missing, new_ids, strict=True))
                 s.execute(sa.insert(numbers), [{"client_id": cid, "e164": e164} for e164, cid in new.items()])
+                spoken = [{"cid": cid, "spoken": languages[e164]} for e164, cid in new.items() if languages.get(e164)]
+                if spoken:
+                    s.execute(sa.update(clients).where(clients.c.id == sa.bindparam("cid"))
+                              .values(language=sa.bindparam("spoken")), spoken)
             found.update(new)
         except IntegrityError:  # another writer created one of them meanwhile
             for e164 in missing:
-                found[e164] = find_or_create_client(s, e164)[0].id
+                found[e164] = find_or_create_client(s, e164, language=languages.get(e164))[0].id
     return found
 
 
@@ -794,6 +818,25 @@ def list_opt_outs(
 # --- recordings -------------------------------------------------------------------------------
 
 
+RECORDING_COLUMNS = ("sid", "url", "call_sid", "client_id", "duration", "channels", "source", "kind", "status",
+                     "started_at", "created_at")
+
+
+def link_recordings(s: Session, recordings: Sequence[dict[str, Any]]) -> dict[str, tuple[int, bool]]:
+    """Store finished recordings once per RecordingSid and link each new one on its card (a
+    `recording_linked` event): {sid: (recording id, created)}. Each dict holds the
+    `RECORDING_COLUMNS` and the event's `queue`; a repeated sid keeps the first."""
+    stored = _insert_once_many(s, Recording, [{c: r[c] for c in RECORDING_COLUMNS} for r in recordings], "sid")
+    append_events(s, [
+        {"client_id": r["client_id"], "kind": "recording_linked", "at": r["created_at"], "call_sid": r["call_sid"],
+         "queue": r["queue"], "key": f"recording:{r['sid']}:linked",
+         "data": {"sid": r["sid"], "url": r["url"], "duration": r["duration"], "kind": r["kind"],
+                  "channels": r["channels"], "source": r["source"]}}
+        for r in recordings if stored[r["sid"]][1] and r["client_id"] is not None
+    ])
+    return stored
+
+
 def link_recording(
     s: Session,
     *,
@@ -810,40 +853,36 @@ def link_recording(
     at: datetime | None = None,
     queue: str | None = None,
 ) -> tuple[Recording, bool]:
-    """Store a finished recording once per RecordingSid and link it on the card."""
-
-    def find() -> Recording | None:
-        return s.scalar(sa.select(Recording).where(Recording.sid == sid))
-
-    at = _now(at)
-    stored, created = _insert_once(s, Recording, {
+    """Store a finished recording once per RecordingSid and link it on the card (`link_recordings`)."""
+    stored = link_recordings(s, [{
         "sid": sid, "url": url, "call_sid": call_sid, "client_id": client_id, "duration": duration,
         "channels": channels, "source": source, "kind": kind, "status": status, "started_at": started_at,
-        "created_at": at,
-    }, "sid", find)
-    if created and client_id is not None:
-        data = {
-            "sid": sid,
-            "url": url,
-            "duration": duration,
-            "kind": kind,
-            "channels": channels,
-            "source": source,
-        }
-        append_event(
-            s,
-            client_id,
-            "recording_linked",
-            data,
-            at,
-            call_sid,
-            queue=queue,
-            key=f"recording:{sid}:linked",
-        )
-    return stored, created
+        "created_at": _now(at), "queue": queue,
+    }])
+    recording_id, created = stored[sid]
+    return cast(Recording, s.get(Recording, recording_id)), created
 
 
 # --- voicemails -------------------------------------------------------------------------------
+
+VOICEMAIL_COLUMNS = ("recording_sid", "url", "due_at", "client_id", "call_sid", "duration", "queue", "language",
+                     "created_at")
+
+
+def create_voicemails(s: Session, voicemails: Sequence[dict[str, Any]]) -> dict[str, tuple[int, bool]]:
+    """Voicemails to answer by their `due_at`, once per recording (a repeated recording callback
+    finds the first), each new one on its card (a `voicemail_left` event): {recording sid:
+    (voicemail id, created)}. Each dict holds the `VOICEMAIL_COLUMNS`."""
+    stored = _insert_once_many(
+        s, Voicemail, [{**{c: v[c] for c in VOICEMAIL_COLUMNS}, "status": "open"} for v in voicemails], "recording_sid")
+    append_events(s, [
+        {"client_id": v["client_id"], "kind": "voicemail_left", "at": v["created_at"], "call_sid": v["call_sid"],
+         "queue": v["queue"], "key": f"voicemail:{v['recording_sid']}:left",
+         "data": {"voicemail_id": stored[v["recording_sid"]][0], "recording_sid": v["recording_sid"], "url": v["url"],
+                  "duration": v["duration"], "due_at": v["due_at"].isoformat(), "language": v["language"]}}
+        for v in voicemails if stored[v["recording_sid"]][1] and v["client_id"] is not None
+    ])
+    return stored
 
 
 def create_voicemail(
@@ -859,37 +898,15 @@ def create_voicemail(
     language: str | None = None,
     created_at: datetime | None = None,
 ) -> tuple[Voicemail, bool]:
-    """A voicemail to answer by `due_at`; a repeated recording callback returns the first."""
-
-    def find() -> Voicemail | None:
-        return s.scalar(sa.select(Voicemail).where(Voicemail.recording_sid == recording_sid))
-
-    created_at = _now(created_at)
-    stored, created = _insert_once(s, Voicemail, {
+    """A voicemail to answer by `due_at`; a repeated recording callback returns the first
+    (`create_voicemails`)."""
+    stored = create_voicemails(s, [{
         "recording_sid": recording_sid, "url": url, "due_at": due_at, "client_id": client_id,
         "call_sid": call_sid, "duration": duration, "queue": queue, "language": language,
-        "created_at": created_at, "status": "open",
-    }, "recording_sid", find)
-    if created and client_id is not None:
-        data = {
-            "voicemail_id": stored.id,
-            "recording_sid": recording_sid,
-            "url": url,
-            "duration": duration,
-            "due_at": due_at.isoformat(),
-            "language": language,
-        }
-        append_event(
-            s,
-            client_id,
-            "voicemail_left",
-            data,
-            created_at,
-            call_sid,
-            queue=queue,
-            key=f"voicemail:{recording_sid}:left",
-        )
-    return stored, created
+        "created_at": _now(created_at),
+    }])
+    voicemail_id, created = stored[recording_sid]
+    return cast(Voicemail, s.get(Voicemail, voicemail_id)), created
 
 
 def list_voicemails(

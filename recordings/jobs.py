@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -206,25 +207,29 @@ def recording_payload(
 
 
 def apply_event_batch(payloads: list[dict[str, Any]]) -> int:
-    """Apply many payloads (`event_payload`, `call_status_payload`) in ONE transaction, then the
-    batch's recording callbacks (`recording_payload`), each in its own (`apply_recording`).
+    """Apply many payloads (`event_payload`, `call_status_payload`, `recording_payload`) in ONE
+    transaction; returns how many of its event payloads made a new card event.
 
     Clients are resolved once per number in the batch (created on first contact; outbound status
     numbers are only matched), events are inserted idempotently by key through
-    `card.append_events`; a recording is linked once per RecordingSid. Returns how many events
-    were new. Raises on a fault: the caller retries the batch, or its payloads one by one as RQ
-    jobs.
+    `card.append_events`, and the batch's recordings (and voicemails) are stored once per
+    RecordingSid, a few statements for all of them (`card.link_recordings`): every recorded call
+    brings one, so a recording must cost about what an event costs. Raises on a fault: the
+    caller retries the batch, or its payloads one by one as RQ jobs.
     """
-    recordings = [p["r"] for p in payloads if "r" in p]
-    applied = _apply_events([p for p in payloads if "r" not in p])
-    for args in recordings:
-        apply_recording(*args)
-    return applied
+    return _apply_batch(payloads)[0]
 
 
-def _apply_events(payloads: list[dict[str, Any]]) -> int:
+def _apply_batch(payloads: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    """(new events, a result per completed recording callback, in order): `apply_event_batch`."""
     specs: list[tuple[str, bool, dict[str, Any]]] = []
+    recordings: list[_RecordingCallback] = []
     for p in payloads:
+        if "r" in p:
+            rec = _read_recording(*p["r"])
+            if rec is not None:
+                recordings.append(rec)
+            continue
         if "s" in p:
             spec = _call_status_event(p["s"], p.get("n"))
             if spec is not None:
@@ -239,13 +244,15 @@ def _apply_events(payloads: list[dict[str, Any]]) -> int:
             "kind": kind, "data": p.get("d") or {}, "at": _parse_iso(p.get("t")),
             "call_sid": p.get("c"), "agent_id": p.get("a"), "queue": p.get("q"), "key": p.get("y"),
         }))
-    if not specs:
-        return 0
+    if not specs and not recordings:
+        return 0, []
+    callers = {r.caller: r.language for r in recordings if r.caller is not None}
     with db.session() as s:
         ids = card.client_ids_by_phone(
             s,
-            create={number for number, may_create, _ in specs if may_create},
+            create={number for number, may_create, _ in specs if may_create} | callers.keys(),
             find={number for number, may_create, _ in specs if not may_create},
+            languages={number: language for number, language in callers.items() if language},
         )
         rows = []
         for number, _, row in specs:
@@ -255,7 +262,88 @@ def _apply_events(payloads: list[dict[str, Any]]) -> int:
                          call_sid=row["call_sid"])
                 continue
             rows.append({**row, "client_id": client_id})
-        return card.append_events(s, rows)
+        applied = card.append_events(s, rows)
+        results = _store_recordings(s, recordings, ids) if recordings else []
+    return applied, results
+
+
+@dataclass(frozen=True)
+class _RecordingCallback:
+    """A completed recording callback, read and checked (`_read_recording`)."""
+
+    sid: str
+    kind: str
+    url: str
+    call_sid: str | None
+    caller: str | None  # a client number, else None: an anonymous caller's recording has no card
+    queue: str | None
+    language: str | None
+    duration: int | None
+    channels: int | None
+    source: str | None
+    started_at: datetime | None
+    received: datetime
+    respond_within_minutes: int | None
+
+
+def _read_recording(
+    params: dict[str, Any],
+    kind: str = "call",
+    queue: str | None = None,
+    respond_within_minutes: int | None = None,
+    language: str | None = None,
+    caller: str | None = None,
+    received_at_iso: str | None = None,
+) -> _RecordingCallback | None:
+    """A recording callback's arguments (`recording_payload`) checked; None unless `completed`."""
+    sid = params.get("RecordingSid") or ""
+    status = params.get("RecordingStatus") or ""
+    call_sid = params.get("CallSid") or None
+    if not sid:
+        raise ValueError(f"recording callback without RecordingSid: {params!r}")
+    if status != "completed":
+        log.info("recording_not_completed", call_sid=call_sid, recording_sid=sid, recording_status=status)
+        return None
+    if kind not in ("call", "voicemail"):
+        raise ValueError(f"recording kind must be call or voicemail, not {kind!r}")
+    started = params.get("RecordingStartTime")
+    return _RecordingCallback(
+        sid=sid, kind=kind, url=params.get("RecordingUrl") or "", call_sid=call_sid,
+        caller=caller if is_client_number(caller) else None, queue=queue, language=language,
+        duration=_int(params.get("RecordingDuration")), channels=_int(params.get("RecordingChannels")),
+        source=params.get("RecordingSource"), started_at=twilio_timestamp(started) if started else None,
+        received=_parse_iso(received_at_iso), respond_within_minutes=respond_within_minutes,
+    )
+
+
+def _store_recordings(s: Any, recordings: list[_RecordingCallback], client_ids: dict[str, int]) -> list[dict[str, Any]]:
+    """Recordings, and the voicemails among them, stored and put on their cards in a few
+    statements for the whole list; a result per recording, in order."""
+    linked = card.link_recordings(s, [{
+        "sid": r.sid, "url": r.url, "call_sid": r.call_sid, "client_id": client_ids.get(r.caller or ""),
+        "duration": r.duration, "channels": r.channels, "source": r.source, "kind": r.kind, "status": "completed",
+        "started_at": r.started_at, "created_at": r.received, "queue": r.queue,
+    } for r in recordings])
+    voicemails = card.create_voicemails(s, [{
+        "recording_sid": r.sid, "url": r.url,
+        "due_at": r.received + timedelta(minutes=r.respond_within_minutes or VOICEMAIL_RESPOND_WITHIN_MINUTES),
+        "client_id": client_ids.get(r.caller or ""), "call_sid": r.call_sid, "duration": r.duration,
+        "queue": r.queue, "language": r.language, "created_at": r.received,
+    } for r in recordings if r.kind == "voicemail"])
+    results = []
+    seen: set[str] = set()
+    for r in recordings:
+        recording_id, created = linked[r.sid]
+        created = created and r.sid not in seen  # a callback repeated in the batch: the first made it
+        seen.add(r.sid)
+        result: dict[str, Any] = {"recording_id": recording_id, "created": created,
+                                  "client_id": client_ids.get(r.caller or "")}
+        if r.kind == "voicemail":
+            result["voicemail_id"] = voicemails[r.sid][0]
+        log.info("recording_applied", call_sid=r.call_sid, recording_sid=r.sid, kind=r.kind, created=created,
+                 client_id=result["client_id"])
+        results.append(result)
+    return results
 
 
 def apply_recording(
@@ -267,69 +355,16 @@ def apply_recording(
     caller: str | None = None,
     received_at_iso: str | None = None,
 ) -> dict[str, Any] | None:
-    """Apply a Twilio recording status callback once per RecordingSid.
+    """Apply a Twilio recording status callback once per RecordingSid (as a batch of one).
 
     `completed` → a Recording and a `recording_linked` event; for voicemail also a Voicemail
     due `respond_within_minutes` after `received_at_iso` (the webhook's clock, so time spent in
     the queue does not stretch the deadline) and a `voicemail_left` event. The callback has no
     From, so the webhook passes the `caller`; an anonymous caller's voicemail has no card.
     """
-    sid = params.get("RecordingSid") or ""
-    status = params.get("RecordingStatus") or ""
-    call_sid = params.get("CallSid") or None
-    log_ = log.bind(call_sid=call_sid, recording_sid=sid, recording_status=status)
-    if not sid:
-        raise ValueError(f"recording callback without RecordingSid: {params!r}")
-    if status != "completed":
-        log_.info("recording_not_completed")
-        return None
-    if kind not in ("call", "voicemail"):
-        raise ValueError(f"recording kind must be call or voicemail, not {kind!r}")
-    received = _parse_iso(received_at_iso)
-    url = params.get("RecordingUrl") or ""
-    duration = _int(params.get("RecordingDuration"))
-    with db.session() as s:
-        client_id = None
-        if is_client_number(caller):
-            client, _ = card.find_or_create_client(s, str(caller), language=language)
-            client_id = client.id
-        started = params.get("RecordingStartTime")
-        recording, created = card.link_recording(
-            s,
-            sid=sid,
-            url=url,
-            call_sid=call_sid,
-            client_id=client_id,
-            duration=duration,
-            channels=_int(params.get("RecordingChannels")),
-            source=params.get("RecordingSource"),
-            kind=kind,
-            started_at=twilio_timestamp(started) if started else None,
-            at=received,
-            queue=queue,
-        )
-        result: dict[str, Any] = {
-            "recording_id": recording.id,
-            "created": created,
-            "client_id": client_id,
-        }
-        if kind == "voicemail":
-            minutes = respond_within_minutes or VOICEMAIL_RESPOND_WITHIN_MINUTES
-            vm, _ = card.create_voicemail(
-                s,
-                recording_sid=sid,
-                url=url,
-                due_at=received + timedelta(minutes=minutes),
-                client_id=client_id,
-                call_sid=call_sid,
-                duration=duration,
-                queue=queue,
-                language=language,
-                created_at=received,
-            )
-            result["voicemail_id"] = vm.id
-        log_.info("recording_applied", kind=kind, created=created, client_id=client_id)
-        return result
+    results = _apply_batch([recording_payload(params, kind, queue, respond_within_minutes, language, caller,
+                                              received_at_iso or datetime.now(UTC).isoformat())])[1]
+    return results[0] if results else None
 
 
 ComplaintDeadlines = Callable[[], tuple[timedelta, timedelta]]

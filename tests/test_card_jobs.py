@@ -163,6 +163,46 @@ def test_anonymous_voicemail_still_waits_to_be_handled(db: str) -> None:
     assert count(Client) == 0
 
 
+def test_a_batch_stores_its_recordings_once_each_with_the_events_beside_them(db: str) -> None:
+    """The drainer's batch: recordings (one repeated in it, one stored before, one anonymous, one
+    not finished) with ordinary events, in one transaction of a few statements."""
+    other = "+3725777777"  # no card yet: created in the language of the voicemail
+    before = jobs.apply_recording(recording_callback("RE-old"), "call", caller=CALLER, received_at_iso=RECEIVED)
+    assert before is not None
+    vm = recording_callback("RE-vm")
+    payloads = [
+        jobs.event_payload(CALLER, "call_arrived", {"to": HOTLINE}, RECEIVED, "CA100", key="arrived:CA100"),
+        jobs.recording_payload(recording_callback("RE-old"), "call", None, None, None, CALLER, RECEIVED),
+        jobs.recording_payload(vm, "voicemail", "support", 30, "ru", other, RECEIVED),
+        jobs.recording_payload(vm, "voicemail", "support", 30, "ru", other, RECEIVED),
+        jobs.recording_payload(recording_callback("RE-anon"), "voicemail", "support", None, None, "anonymous",
+                               RECEIVED),
+        jobs.recording_payload(recording_callback("RE-live", status="in-progress"), "call", None, None, None,
+                               CALLER, RECEIVED),
+        jobs.recording_payload(recording_callback("RE-new"), "call", "support", None, None, CALLER, RECEIVED),
+    ]
+    new, results = jobs._apply_batch(payloads)
+    assert new == 1  # the call_arrived event
+    assert [r["created"] for r in results] == [False, True, False, True, True]
+    assert results[0]["recording_id"] == before["recording_id"]
+    assert results[1] == results[2] | {"created": True}
+    assert results[1]["voicemail_id"] == results[2]["voicemail_id"] is not None
+    assert results[3]["client_id"] is None and "voicemail_id" in results[3]
+    assert count(Recording) == 4 and count(Voicemail) == 2
+    assert sorted(card_kinds()) == ["call_arrived", "recording_linked", "recording_linked"]
+    assert sorted(card_kinds(other)) == ["recording_linked", "voicemail_left"]
+    with card_db.session() as s:
+        assert card.find_client_by_phone(s, other).language == "ru"  # type: ignore[union-attr]
+        (left,) = s.scalars(sa.select(CardEvent).where(CardEvent.kind == "voicemail_left")).all()
+        assert left.data["voicemail_id"] == results[1]["voicemail_id"] and left.queue == "support"
+        assert left.data["due_at"] == (datetime.fromisoformat(RECEIVED) + timedelta(minutes=30)).isoformat()
+        linked = s.scalars(sa.select(CardEvent).where(CardEvent.key == "recording:RE-new:linked")).one()
+        assert (linked.call_sid, linked.queue, linked.data["kind"], linked.data["duration"]) == ("CA100", "support",
+                                                                                                 "call", 37)
+    assert jobs._apply_batch(payloads)[0] == 0  # again: nothing new
+    assert count(Recording) == 4 and count(Voicemail) == 2 and len(card_kinds(other)) == 2
+
+
 def test_an_unfinished_recording_adds_nothing(db: str) -> None:
     assert jobs.apply_recording(recording_callback(status="in-progress"), caller=CALLER) is None
     assert jobs.apply_recording(recording_callback(status="absent"), caller=CALLER) is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import shlex
 import signal
@@ -97,20 +96,3 @@ def test_the_app_asks_once_per_function_whether_it_must_be_made_synchronous(make
         return "ok"
 
     assert app.ensure_sync(view) is view
-
-
-def test_a_web_worker_keeps_what_it_loaded_out_of_full_collections() -> None:
-    """gunicorn calls `post_worker_init` once the worker holds the app: after it, a full
-    collection no longer walks the objects that existed then."""
-    from webhooks import gunicorn_conf
-
-    assert gc.get_freeze_count() == 0
-    held = [[n] for n in range(10_000)]  # stands for what a loaded app holds
-    try:
-        gunicorn_conf.post_worker_init(None)
-        assert gc.get_freeze_count() >= len(held)
-        tracked = len(gc.get_objects(generation=2))
-        assert tracked < len(held)  # the loaded objects are no longer in the oldest generation
-    finally:
-        gc.unfreeze()
-    assert gc.get_freeze_count() == 0

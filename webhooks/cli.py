@@ -88,7 +88,6 @@ def serve(host: str, port: int, workers: int | None, with_worker: bool) -> None:
 @click.option("--burst", is_flag=True, help="apply what is queued, then exit")
 def worker(burst: bool) -> None:
     """Run the job worker (card events, Twilio callbacks, callbacks dispatch) with its scheduler."""
-    import gc
     import threading
 
     from . import create_app
@@ -96,7 +95,6 @@ def worker(burst: bool) -> None:
 
     app = create_app()
     worker_ = make_worker(app)
-    gc.freeze()  # what the app holds lives as long as the process: kept out of full collections, as the web's
     stop = threading.Event()
     if not burst:  # the overdue check (escalations, alerts) and the dispatch tick (due callbacks,
         watch_chains(app, stop)  # ended wrap-ups) re-schedule themselves; kept alive

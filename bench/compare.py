@@ -1,6 +1,6 @@
 """Before/after on a noisy machine: this tree against another revision, rounds interleaved.
 
-    .venv/bin/python bench/compare.py --against 4c22e5d [--rounds 3] [--calls 800]
+    .venv/bin/python bench/compare.py --against 4c22e5d [--rounds 3] [--calls 800] [--rate 300 --seconds 10]
 
 Shared 2-core machines change speed from minute to minute, so two runs of bench/webhooks.py
 minutes apart can differ by 2× for the same code. This script checks the other revision out into
@@ -10,7 +10,9 @@ max-throughput phase of bench/webhooks.py round by round: baseline, then both ap
 that alternates each round. Per round it prints each app's throughput as a ratio of the
 baseline measured just before, and the CPU its web processes and its worker spent per webhook
 (utime + stime from /proc), and the Redis and PostgreSQL servers during its phase (shared, so
-read around each phase). The medians are the figures to quote.
+read around each phase). The medians are the figures to quote. With `--rate`, each phase is
+bench/webhooks.py's fixed-rate one instead (open loop, `--rate` webhooks/s for `--seconds`):
+each app's p50 and p99 are printed beside the baseline's, with the same CPU figures.
 
 Both apps use the schema of this tree (migrations only add), so the other revision must not
 predate a migration that removed something it needs.
@@ -27,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from calls import run_calls, sync
+from calls import Run, percentile, run_calls, sync
 from servers import ROOT, Stack
 
 from webhooks.settings import web_concurrency
@@ -85,11 +87,13 @@ class Side:
         self.redis_ms: list[float] = []
         self.postgres_ms: list[float] = []
         self.driver_ms: list[float] = []
+        self.p50_ms: list[float] = []
+        self.p99_ms: list[float] = []
 
-    def measure(self, calls: int, first: int, baseline: float) -> str:
+    def measure(self, calls: int, first: int, baseline: float, rate: float | None = None) -> str:
         web0, worker0 = cpu_seconds(self.web_pid), cpu_seconds(self.worker_pid)
         redis0, postgres0, driver0 = redis_cpu(), postgres_cpu(), time.process_time()
-        run = sync(run_calls(self.url, calls, 32, first=first))
+        run = sync(run_calls(self.url, calls, 400 if rate else 32, rate=rate, first=first))
         driver = time.process_time() - driver0
         time.sleep(1.0)  # the worker applies the last card events
         count = len(run.hits)
@@ -99,12 +103,19 @@ class Side:
         self.redis_ms.append((redis_cpu() - redis0) / count * 1000)
         self.postgres_ms.append((postgres_cpu() - postgres0) / count * 1000)
         self.driver_ms.append(driver / count * 1000)
-        return (f"{self.name} {run.throughput:.0f}/s = {self.ratios[-1]:.2f}×, CPU per webhook: web "
+        self.p50_ms.append(percentile(run.latencies(), 0.5) * 1000)
+        self.p99_ms.append(percentile(run.latencies(), 0.99) * 1000)
+        speed = (f"p50 {self.p50_ms[-1]:.1f} ms, p99 {self.p99_ms[-1]:.1f} ms" if rate else
+                 f"{run.throughput:.0f}/s = {self.ratios[-1]:.2f}×")
+        return (f"{self.name} {speed}, CPU per webhook: web "
                 f"{self.web_ms[-1]:.2f} ms, worker {self.worker_ms[-1]:.2f} ms, Redis server "
                 f"{self.redis_ms[-1]:.2f} ms, PostgreSQL {self.postgres_ms[-1]:.2f} ms, load driver {self.driver_ms[-1]:.2f} ms, errors {run.errors()}")
 
-    def summary(self) -> str:
-        return (f"{self.name:>10}: ratio {statistics.median(self.ratios):.2f}× (rounds {', '.join(f'{r:.2f}' for r in self.ratios)}); "
+    def summary(self, rate: float | None = None) -> str:
+        speed = (f"p99 {statistics.median(self.p99_ms):.1f} ms (rounds {', '.join(f'{p:.1f}' for p in self.p99_ms)}), "
+                 f"p50 {statistics.median(self.p50_ms):.1f} ms" if rate else
+                 f"ratio {statistics.median(self.ratios):.2f}× (rounds {', '.join(f'{r:.2f}' for r in self.ratios)})")
+        return (f"{self.name:>10}: {speed}; "
                 f"CPU per webhook web {statistics.median(self.web_ms):.2f} ms, "
                 f"worker {statistics.median(self.worker_ms):.2f} ms, Redis server "
                 f"{statistics.median(self.redis_ms):.2f} ms, PostgreSQL {statistics.median(self.postgres_ms):.2f} ms, "
@@ -117,6 +128,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=800, help="calls per app per round (5 webhooks each)")
     parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--rate", type=float, help="webhooks/s: compare latency at this fixed rate instead")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of a fixed-rate phase")
     parser.add_argument("--web-workers", type=int, default=web_concurrency(),
                         help="gunicorn -w, for the apps and the baseline (default: the Procfile's count here)")
     args = parser.parse_args()
@@ -127,13 +140,16 @@ def main() -> None:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), revision],
                    check=True)
     sides: list[Side] = []
+    calls = max(1, round(args.rate * args.seconds / 5)) if args.rate else args.calls
     base_stack = Stack(agents=1, database="sqlite", web_workers=args.web_workers)
     try:
         sides = [Side(revision, tree, args.agents, args.web_workers),
                  Side("this tree", ROOT, args.agents, args.web_workers)]
         baseline = base_stack.prepare().start_baseline()
         print(f"hotline compare — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
-              f"{sys.version.split()[0]}, closed loop, 32 calls in flight, {args.calls} calls per app per round, "
+              f"{sys.version.split()[0]}, "
+              + (f"open loop at {args.rate:.0f} webhooks/s, {calls} calls" if args.rate else
+                 f"closed loop, 32 calls in flight, {calls} calls") + " per app per round, "
               f"gunicorn -w {args.web_workers}")
         sync(run_calls(baseline, 100, 16))
         for side in sides:
@@ -141,16 +157,18 @@ def main() -> None:
         base_pid = base_stack.procs[0].pid
         for n in range(args.rounds):
             web0, driver0 = cpu_seconds(base_pid), time.process_time()
-            base = sync(run_calls(baseline, args.calls, 32))
+            base: Run = sync(run_calls(baseline, calls, 400 if args.rate else 32, rate=args.rate))
             count = len(base.hits)
-            print(f"round {n + 1}: baseline {base.throughput:.0f}/s, CPU per webhook: web "
+            speed = (f"p50 {percentile(base.latencies(), 0.5) * 1000:.1f} ms, p99 "
+                     f"{percentile(base.latencies(), 0.99) * 1000:.1f} ms" if args.rate else f"{base.throughput:.0f}/s")
+            print(f"round {n + 1}: baseline {speed}, CPU per webhook: web "
                   f"{(cpu_seconds(base_pid) - web0) / count * 1000:.2f} ms, load driver "
                   f"{(time.process_time() - driver0) / count * 1000:.2f} ms")
             for side in sides if n % 2 == 0 else sides[::-1]:
-                print("  " + side.measure(args.calls, 100_000 * (n + 1), base.throughput))
+                print("  " + side.measure(calls, 100_000 * (n + 1), base.throughput, args.rate))
         print("medians:")
         for side in sides:
-            print("  " + side.summary())
+            print("  " + side.summary(args.rate))
     finally:
         for stack in [side.stack for side in sides] + [base_stack]:
             try:

@@ -142,9 +142,11 @@ def _insert_once_many(s: Session, model: type[Any], rows: Sequence[dict[str, Any
             found[value] = (stored.id, created)
         return found
     # an executemany: SQLAlchemy sends the rows as one multi-row INSERT ("insertmanyvalues"),
-    # and the statement's text is compiled once whatever the count
+    # and the statement's text is compiled once whatever the count. Rows go in key order, so two
+    # writers inserting some of the same keys wait for each other in one order, never in a cycle.
     stmt = insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(key, ident)
-    found = {value: (new_id, True) for value, new_id in s.execute(stmt, list(first.values())).all()}
+    ordered = [first[value] for value in sorted(first)]
+    found = {value: (new_id, True) for value, new_id in s.execute(stmt, ordered).all()}
     earlier = [value for value in first if value not in found]
     if earlier:
         found.update((value, (old_id, False))

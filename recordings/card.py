@@ -117,6 +117,15 @@ def _insert_or_find(s: Session, obj: T, find: Callable[[], T | None]) -> tuple[T
         return existing, False
 
 
+def _first_of_each(rows: Sequence[dict[str, Any]], unique: str) -> list[dict[str, Any]]:
+    """The first row of each `unique` value, in order: a callback repeated in one batch is the
+    first one's (its row and its event alike), as if the repeat came later."""
+    firsts: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        firsts.setdefault(row[unique], row)
+    return list(firsts.values())
+
+
 def _insert_once_many(s: Session, model: type[Any], rows: Sequence[dict[str, Any]],
                       unique: str) -> dict[Any, tuple[int, bool]]:
     """Insert each row unless one with the same `unique` value exists (even written concurrently,
@@ -828,13 +837,14 @@ def link_recordings(s: Session, recordings: Sequence[dict[str, Any]]) -> dict[st
     """Store finished recordings once per RecordingSid and link each new one on its card (a
     `recording_linked` event): {sid: (recording id, created)}. Each dict holds the
     `RECORDING_COLUMNS` and the event's `queue`; a repeated sid keeps the first."""
-    stored = _insert_once_many(s, Recording, [{c: r[c] for c in RECORDING_COLUMNS} for r in recordings], "sid")
+    firsts = _first_of_each(recordings, "sid")
+    stored = _insert_once_many(s, Recording, [{c: r[c] for c in RECORDING_COLUMNS} for r in firsts], "sid")
     append_events(s, [
         {"client_id": r["client_id"], "kind": "recording_linked", "at": r["created_at"], "call_sid": r["call_sid"],
          "queue": r["queue"], "key": f"recording:{r['sid']}:linked",
          "data": {"sid": r["sid"], "url": r["url"], "duration": r["duration"], "kind": r["kind"],
                   "channels": r["channels"], "source": r["source"]}}
-        for r in recordings if stored[r["sid"]][1] and r["client_id"] is not None
+        for r in firsts if stored[r["sid"]][1] and r["client_id"] is not None
     ])
     return stored
 
@@ -875,14 +885,15 @@ def create_voicemails(s: Session, voicemails: Sequence[dict[str, Any]]) -> dict[
     """Voicemails to answer by their `due_at`, once per recording (a repeated recording callback
     finds the first), each new one on its card (a `voicemail_left` event): {recording sid:
     (voicemail id, created)}. Each dict holds the `VOICEMAIL_COLUMNS`."""
+    firsts = _first_of_each(voicemails, "recording_sid")
     stored = _insert_once_many(
-        s, Voicemail, [{**{c: v[c] for c in VOICEMAIL_COLUMNS}, "status": "open"} for v in voicemails], "recording_sid")
+        s, Voicemail, [{**{c: v[c] for c in VOICEMAIL_COLUMNS}, "status": "open"} for v in firsts], "recording_sid")
     append_events(s, [
         {"client_id": v["client_id"], "kind": "voicemail_left", "at": v["created_at"], "call_sid": v["call_sid"],
          "queue": v["queue"], "key": f"voicemail:{v['recording_sid']}:left",
          "data": {"voicemail_id": stored[v["recording_sid"]][0], "recording_sid": v["recording_sid"], "url": v["url"],
                   "duration": v["duration"], "due_at": v["due_at"].isoformat(), "language": v["language"]}}
-        for v in voicemails if stored[v["recording_sid"]][1] and v["client_id"] is not None
+        for v in firsts if stored[v["recording_sid"]][1] and v["client_id"] is not None
     ])
     return stored
 

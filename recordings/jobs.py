@@ -246,13 +246,17 @@ def _apply_batch(payloads: list[dict[str, Any]]) -> tuple[int, list[dict[str, An
         }))
     if not specs and not recordings:
         return 0, []
-    callers = {r.caller: r.language for r in recordings if r.caller is not None}
+    spoken: dict[str, str] = {}  # a new card's language: the first one its recordings name
+    for r in recordings:
+        if r.caller is not None and r.language:
+            spoken.setdefault(r.caller, r.language)
     with db.session() as s:
         ids = card.client_ids_by_phone(
             s,
-            create={number for number, may_create, _ in specs if may_create} | callers.keys(),
+            create={number for number, may_create, _ in specs if may_create}
+            | {r.caller for r in recordings if r.caller is not None},
             find={number for number, may_create, _ in specs if not may_create},
-            languages={number: language for number, language in callers.items() if language},
+            languages=spoken,
         )
         rows = []
         for number, _, row in specs:

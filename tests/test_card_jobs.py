@@ -203,6 +203,32 @@ def test_a_batch_stores_its_recordings_once_each_with_the_events_beside_them(db:
     assert count(Recording) == 4 and count(Voicemail) == 2 and len(card_kinds(other)) == 2
 
 
+def test_a_callback_repeated_in_one_batch_is_the_first_ones_row_and_event_alike(db: str) -> None:
+    """Twilio's retry lands in the same batch, stamped by another web worker: the first copy
+    wins whole (its times, its caller, its language), as when the retry came in a later batch."""
+    later, earlier = "2025-03-10T10:00:05+00:00", "2025-03-10T10:00:00+00:00"
+    newcomer = "+3725888888"
+    payloads = [
+        jobs.recording_payload(recording_callback("RE-a"), "voicemail", "support", 30, "ru", newcomer, later),
+        jobs.recording_payload(recording_callback("RE-a"), "voicemail", "support", 30, None, newcomer, earlier),
+        jobs.recording_payload(recording_callback("RE-b"), "call", "support", None, None, "anonymous", later),
+        jobs.recording_payload(recording_callback("RE-b"), "call", "support", None, None, CALLER, earlier),
+    ]
+    jobs.apply_event_batch(payloads)
+    with card_db.session() as s:
+        rec_a = s.scalars(sa.select(Recording).where(Recording.sid == "RE-a")).one()
+        (vm,) = card.list_voicemails(s, "open")
+        assert rec_a.created_at == vm.created_at == datetime.fromisoformat(later)
+        assert vm.due_at == datetime.fromisoformat(later) + timedelta(minutes=30)
+        (left,) = s.scalars(sa.select(CardEvent).where(CardEvent.kind == "voicemail_left")).all()
+        assert left.at == datetime.fromisoformat(later)
+        assert left.data["due_at"] == vm.due_at.isoformat()
+        assert card.find_client_by_phone(s, newcomer).language == "ru"  # type: ignore[union-attr]
+        rec_b = s.scalars(sa.select(Recording).where(Recording.sid == "RE-b")).one()
+        assert rec_b.client_id is None  # the first copy's caller was anonymous: no card, no event
+    assert card_kinds(CALLER) == []
+
+
 def test_an_unfinished_recording_adds_nothing(db: str) -> None:
     assert jobs.apply_recording(recording_callback(status="in-progress"), caller=CALLER) is None
     assert jobs.apply_recording(recording_callback(status="absent"), caller=CALLER) is None

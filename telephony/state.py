@@ -283,7 +283,7 @@ class LiveState:
         self._release_unanswered = _load_script(redis, "release_unanswered")
         self._release_after_call = _Carrier(redis, "release_after_call", events)
         self._release_missed = _load_script(redis, "release_missed")
-        self._update_call = _load_script(redis, "update_call")
+        self._update_call = _Carrier(redis, "update_call", events)
         self._start_attempt = _load_script(redis, "start_attempt")
         self._end_call = _Carrier(redis, "end_call", events)
         self._start_day = _load_script(redis, "start_day", prelude=False)
@@ -561,11 +561,12 @@ class LiveState:
         fields = _hash(flat)
         return fields, {_text(agent) for agent in claimed}
 
-    def update_call(self, sid: str, **fields: Any) -> bool:
-        """Change fields of a known call (None deletes one); False if the call is unknown."""
+    def update_call(self, sid: str, *, carry: Sequence[str] = (), **fields: Any) -> bool:
+        """Change fields of a known call (None deletes one); False if the call is unknown.
+        `carry`: card events pushed in the same script (`_Carrier`), the call known or not."""
         deleted = [k for k, v in fields.items() if v is None]
         args = [CALL_TTL_SECONDS, *_field_pairs(fields), *deleted]
-        return bool(self._update_call(keys=[self.keys.call(sid)], args=args))
+        return bool(self._update_call(keys=[self.keys.call(sid)], args=args, carry=carry))
 
     def prepare_dial(self, sid: str, e164: str | None, agent_ids: Iterable[str], now: float,
                      fields: Mapping[str, Any] | None = None) -> tuple[DialFacts, list[AgentSnapshot]]:

@@ -487,7 +487,11 @@ def test_a_carrier_script_pushes_the_card_events_after_its_own_writes(
     assert ended is not None and ended[1] == {"ann"}
     assert state.end_call("CA1", carry=['{"n":6}']) is None  # an end seen twice still sends its events
     state.save_call("CA2", {"from": "+3725550001"}, T0)  # nothing carried: nothing pushed
-    assert redis_conn.lrange(events, 0, -1) == [b'{"n":%d}' % n for n in range(1, 7)]
+    assert state.update_call("CA2", voicemail="1", carry=['{"n":7}']) is True
+    assert state.get_call("CA2")["voicemail"] == "1"
+    assert state.update_call("CA9", voicemail="1", carry=['{"n":8}']) is False  # an unknown call: events still go
+    assert state.get_call("CA9") is None
+    assert redis_conn.lrange(events, 0, -1) == [b'{"n":%d}' % n for n in range(1, 9)]
 
 
 def test_a_carrier_script_that_fails_pushes_no_card_event(state: LiveState, redis_conn: redis_lib.Redis) -> None:

@@ -529,6 +529,7 @@ def test_all_agents_miss_then_voicemail_with_deadline(voice: Voice, make_app, ex
         assert abs(due - (received + timedelta(minutes=240))) < timedelta(seconds=30)
     kinds = [e.kind for e in events(EE_CALLER)]
     assert kinds.count("agent_rung") == 3
+    assert kinds.count("routed_to_voicemail") == 1  # carried by the step that marks the voicemail
     assert "voicemail_left" in kinds
 
 

@@ -168,7 +168,8 @@ def voicemail_script(rules: Rules, lang: str, call_sid: str, queue: str | None, 
     max_length = queue_rules.voicemail.max_length_seconds if queue_rules else 120
     if call_sid:
         try:
-            rt().state.update_call(call_sid, voicemail="1")  # not abandoned: the caller was heard
+            with carried_card_events() as carry:  # e.g. the menu choice and why it is a voicemail
+                rt().state.update_call(call_sid, voicemail="1", carry=carry)  # not abandoned: the caller was heard
         except Exception:  # noqa: BLE001 — Redis down: the apology path must still answer
             std_log.warning("could not mark the voicemail on the live call")
     return Script().add(

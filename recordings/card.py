@@ -134,9 +134,7 @@ def _insert_once_many(s: Session, model: type[Any], rows: Sequence[dict[str, Any
     those already there): a batch of recording callbacks costs two statements, not two each.
     Another backend inserts row by row, each in a savepoint."""
     table = cast(sa.Table, model.__table__)
-    first: dict[Any, dict[str, Any]] = {}
-    for row in rows:
-        first.setdefault(row[unique], row)
+    first = {row[unique]: row for row in _first_of_each(rows, unique)}
     if not first:
         return {}
     key, ident = table.c[unique], table.c.id

@@ -79,6 +79,110 @@ def test_every_voice_route_refuses_a_forged_request(app: Flask, name: str) -> No
         assert b"<Response" not in response.data, (name, path)
 
 
+# --- shared keys and token rotation: the secret a request names is the one it is checked with ---
+
+SHARED_KEY = "webhooks_sharedkey_01hotlinetest"
+SHARED_SECRET = "shared-secret-Zm9vYmFy"
+OLD_KEY, OLD_SECRET = "webhooks_sharedkey_00retiring", "old-shared-secret"
+SECONDARY_TOKEN = "secondary-auth-token-98765"
+
+
+def settings_header(key: str = SHARED_KEY, algorithm: str = "HMAC_SHA256") -> str:
+    return f"key={key},algorithm={algorithm}"
+
+
+@pytest.fixture
+def keyed_app(make_app) -> Flask:  # type: ignore[no-untyped-def]
+    return make_app(twilio_webhook_keys={SHARED_KEY: SHARED_SECRET, OLD_KEY: OLD_SECRET},
+                    twilio_secondary_auth_token=SECONDARY_TOKEN)
+
+
+def signed_post(app: Flask, path: str, *, secret: str, algorithm: str = "HMAC_SHA1", header: str | None = None,
+                params: dict[str, str] = CALL, sign_params: dict[str, str] | None = None) -> Any:
+    """POST `params` to `path`, signed with `secret` and `algorithm` over `sign_params` (default:
+    what is sent), naming signature settings `header` when given."""
+    url = "http://localhost" + path
+    signature = RequestValidator(secret).compute_signature(url, params if sign_params is None else sign_params,
+                                                           algorithm)
+    headers = {"X-Twilio-Signature": signature}
+    if header is not None:
+        headers["X-Twilio-Webhooks-Signature-Settings"] = header
+    return app.test_client().post(path, data=params, headers=headers)
+
+
+@pytest.mark.parametrize(("secret", "algorithm", "header"), [
+    (SHARED_SECRET, "HMAC_SHA256", settings_header()),
+    (SHARED_SECRET, "HMAC_SHA1", settings_header(algorithm="HMAC_SHA1")),
+    (SHARED_SECRET, "HMAC_SHA256", " algorithm=hmac_sha256 , key=" + SHARED_KEY),  # order, case, spaces
+    (OLD_SECRET, "HMAC_SHA256", settings_header(OLD_KEY)),  # a key being rotated out still signs
+    (AUTH_TOKEN, "HMAC_SHA1", None),  # no rule matched: the Auth Token
+    (SECONDARY_TOKEN, "HMAC_SHA1", None),  # the token being rotated in
+], ids=["sha256 key", "sha1 key", "header spelled loosely", "second key", "auth token", "secondary token"])
+def test_every_voice_route_accepts_each_configured_signer(keyed_app: Flask, secret: str, algorithm: str,
+                                                          header: str | None) -> None:
+    for path in voice_routes(keyed_app):
+        response = signed_post(keyed_app, path, secret=secret, algorithm=algorithm, header=header)
+        assert response.status_code in (200, 204), (path, response.status_code)
+
+
+KEYED_FORGERIES: dict[str, dict[str, Any]] = {
+    "auth token named as the shared key": {"secret": AUTH_TOKEN, "algorithm": "HMAC_SHA256",
+                                           "header": settings_header()},
+    "other key's secret": {"secret": OLD_SECRET, "algorithm": "HMAC_SHA256", "header": settings_header()},
+    "SHA-1 sent as SHA-256": {"secret": SHARED_SECRET, "algorithm": "HMAC_SHA1", "header": settings_header()},
+    "SHA-256 sent as SHA-1": {"secret": SHARED_SECRET, "algorithm": "HMAC_SHA256",
+                              "header": settings_header(algorithm="HMAC_SHA1")},
+    "shared key without its header": {"secret": SHARED_SECRET, "algorithm": "HMAC_SHA1", "header": None},
+    "unknown key id": {"secret": SHARED_SECRET, "algorithm": "HMAC_SHA256",
+                       "header": settings_header("webhooks_sharedkey_unknown")},
+    "header naming no key": {"secret": SHARED_SECRET, "algorithm": "HMAC_SHA256", "header": "algorithm=HMAC_SHA256"},
+    "unsupported algorithm": {"secret": SHARED_SECRET, "algorithm": "HMAC_SHA256",
+                              "header": settings_header(algorithm="HMAC_MD5")},
+    "altered parameter": {"secret": SHARED_SECRET, "algorithm": "HMAC_SHA256", "header": settings_header(),
+                          "params": {**CALL, "Digits": "2"}, "sign_params": CALL},
+    "a third auth token": {"secret": "not-a-token-we-hold", "algorithm": "HMAC_SHA1", "header": None},
+}
+
+
+@pytest.mark.parametrize("name", list(KEYED_FORGERIES))
+def test_every_voice_route_refuses_a_request_its_named_signer_did_not_sign(keyed_app: Flask, name: str) -> None:
+    for path in voice_routes(keyed_app):
+        response = signed_post(keyed_app, path, **KEYED_FORGERIES[name])
+        assert response.status_code == 403, (name, path, response.status_code)
+        assert b"<Response" not in response.data, (name, path)
+
+
+def test_without_shared_keys_a_request_naming_one_is_refused_and_logged(
+        make_app, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(log_level="DEBUG")
+    caplog.set_level(logging.DEBUG)
+    response = signed_post(app, "/voice/incoming", secret=SHARED_SECRET, algorithm="HMAC_SHA256",
+                           header=settings_header())
+    assert response.status_code == 403
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err
+    lines = [line for line in logged.splitlines() if "twilio signature rejected" in line]
+    assert lines and SHARED_KEY in lines[0] and "TWILIO_WEBHOOK_KEYS" in lines[0]
+    assert SHARED_SECRET not in logged
+
+
+def test_webhook_keys_setting_is_parsed_and_a_bad_entry_is_named_without_its_text() -> None:
+    from webhooks.settings import from_env, parse_webhook_keys
+
+    settings = from_env({"TWILIO_WEBHOOK_KEYS": f" {SHARED_KEY}:{SHARED_SECRET} , {OLD_KEY}:a:b=",
+                         "TWILIO_SECONDARY_AUTH_TOKEN": SECONDARY_TOKEN})
+    assert settings.twilio_webhook_keys == {SHARED_KEY: SHARED_SECRET, OLD_KEY: "a:b="}  # a secret may hold ':'
+    assert settings.twilio_secondary_auth_token == SECONDARY_TOKEN
+    assert from_env({}).twilio_webhook_keys == {} and from_env({}).twilio_secondary_auth_token is None
+    for raw, problem in [(SHARED_SECRET, "entry 1 needs key_id:secret"),  # the secret pasted alone
+                         (f"{SHARED_KEY}:{SHARED_SECRET},:{SHARED_SECRET}", "entry 2 needs key_id:secret"),
+                         (f"{SHARED_KEY}:", "entry 1 needs key_id:secret"),
+                         (f"{SHARED_KEY}:{SHARED_SECRET},{SHARED_KEY}:x", "entry 2 repeats the key id")]:
+        with pytest.raises(ValueError, match="TWILIO_WEBHOOK_KEYS") as error:
+            parse_webhook_keys(raw)
+        assert problem in str(error.value) and SHARED_SECRET not in str(error.value)
+
+
 # --- API roles ---------------------------------------------------------------------------------
 
 TOKENS = {"none": None, "agent": "anna-token", "supervisor": "super-token", "admin": "admin-token"}

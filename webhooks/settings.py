@@ -26,6 +26,8 @@ class Settings:
     database_url: str | None = None  # None → SQLite file under data_dir
     twilio_account_sid: str = "AC00000000000000000000000000000000"
     twilio_auth_token: str = "dev-auth-token"
+    twilio_secondary_auth_token: str | None = None  # also accepted on webhooks while rotating
+    twilio_webhook_keys: Mapping[str, str] = field(default_factory=dict)  # SharedKey id → secret
     twilio_api_base: str | None = None  # set → the local simulator
     public_base_url: str | None = None  # what Twilio sees, for signatures behind a proxy
     proxy_fix_hops: int = 0  # trust X-Forwarded-* from this many proxies
@@ -66,6 +68,21 @@ def parse_api_tokens(raw: str) -> tuple[ApiToken, ...]:
     return tuple(tokens)
 
 
+def parse_webhook_keys(raw: str) -> dict[str, str]:
+    """`key_id:secret` entries separated by commas: the SharedKeys Twilio may sign webhooks with
+    (Webhook Rules), several while one is being rotated out. An error names the entry by its
+    place, never by its text: a secret pasted without its key id must not reach a log."""
+    keys: dict[str, str] = {}
+    for n, entry in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
+        key, separator, secret = (part.strip() for part in entry.partition(":"))
+        if not separator or not key or not secret:
+            raise ValueError(f"TWILIO_WEBHOOK_KEYS: entry {n} needs key_id:secret")
+        if key in keys:
+            raise ValueError(f"TWILIO_WEBHOOK_KEYS: entry {n} repeats the key id of an earlier one")
+        keys[key] = secret
+    return keys
+
+
 def _flag(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
@@ -91,6 +108,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         database_url=env.get("DATABASE_URL") or None,
         twilio_account_sid=env.get("TWILIO_ACCOUNT_SID", defaults.twilio_account_sid),
         twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", defaults.twilio_auth_token),
+        twilio_secondary_auth_token=env.get("TWILIO_SECONDARY_AUTH_TOKEN") or None,
+        twilio_webhook_keys=parse_webhook_keys(env.get("TWILIO_WEBHOOK_KEYS", "")),
         twilio_api_base=env.get("TWILIO_API_BASE") or None,
         public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
         proxy_fix_hops=_whole_number(env, "HOTLINE_PROXY_FIX", 0),

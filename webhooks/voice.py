@@ -45,6 +45,7 @@ from . import caller_cards
 from .card_events import encode as encode_card_events
 from .current import this_app, this_g, this_request
 from .runtime import Runtime
+from .signing import SIGNATURE_SETTINGS_HEADER, Refused, signing_for
 from .urls import public_url, quick_signed_url, signed_url
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -76,16 +77,22 @@ def check_signature() -> None:
         return
     req = this_request()  # one proxy lookup, not five
     signature = req.headers.get("X-Twilio-Signature", "")
-    validator = RequestValidator(settings.twilio_auth_token)
+    try:  # the Auth Token, or the shared key the request names (`signing`)
+        signing = signing_for(settings, req.headers.get(SIGNATURE_SETTINGS_HEADER))
+    except Refused as refused:
+        log.warning("twilio signature rejected", reason=str(refused))
+        abort(403)
     params = req.form if req.method == "POST" else {}
     # The URL as Twilio signs it in practice, read straight from the environ: one HMAC. Only a
     # mismatch pays for the exact URL and the library's full check, which also tries the URL
     # with and without its port.
     quick = quick_signed_url(req.environ, settings.public_base_url)
-    if signature.isascii() and hmac.compare_digest(validator.compute_signature(quick, params), signature):
-        return  # (compare_digest refuses non-ASCII text: such a header is left to the full check)
-    if not signature or not validator.validate(signed_url(), params, signature):
-        log.warning("twilio signature rejected")
+    validators = [RequestValidator(secret) for secret in signing.secrets]
+    if signature.isascii() and any(  # (compare_digest refuses non-ASCII text: left to the full check)
+            hmac.compare_digest(v.compute_signature(quick, params, signing.algorithm), signature) for v in validators):
+        return
+    if not signature or not any(v.validate(signed_url(), params, signature, signing.algorithm) for v in validators):
+        log.warning("twilio signature rejected", key=signing.key)
         abort(403)
 
 

@@ -13,19 +13,22 @@ secret that may sign is configured at once (`TWILIO_SECONDARY_AUTH_TOKEN`,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from twilio.request_validator import (
     HMAC_SHA1,
     HMAC_SHA256,
     SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
     get_signature_algorithm,
 )
 
 from .settings import Settings
 
-__all__ = ["SIGNATURE_SETTINGS_HEADER", "Refused", "Signing", "signing_for"]
+__all__ = ["SETTINGS_ENVIRON_KEY", "SIGNATURE_SETTINGS_HEADER", "Refused", "Signing", "signing_for"]
 
 SUPPORTED = (HMAC_SHA1, HMAC_SHA256)
+SETTINGS_ENVIRON_KEY = "HTTP_" + SIGNATURE_SETTINGS_HEADER.upper().replace("-", "_")  # the header in the WSGI environ
 
 
 class Refused(Exception):
@@ -35,9 +38,15 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Signing:
-    secrets: tuple[str, ...]  # tried in order; one of them must have signed
+    validators: tuple[RequestValidator, ...]  # one a secret, tried in order; one must have signed
     algorithm: str  # HMAC_SHA1 or HMAC_SHA256, as `RequestValidator` takes it
     key: str | None = None  # the shared key's id, or None for the Auth Token
+
+
+@lru_cache(maxsize=32)
+def _signing(secrets: tuple[str, ...], algorithm: str, key: str | None) -> Signing:
+    """Made once per signer, not on every webhook (the settings do not change while serving)."""
+    return Signing(tuple(RequestValidator(secret) for secret in secrets), algorithm, key)
 
 
 def shared_key_id(header: str) -> str | None:
@@ -57,8 +66,9 @@ def signing_for(settings: Settings, header: str | None) -> Signing:
     (HMAC-SHA1 if none, as twilio-python reads it); a key we do not hold, or an algorithm we
     cannot compute, is refused rather than checked against some other secret."""
     if header is None or not header.strip():
-        tokens = (settings.twilio_auth_token, settings.twilio_secondary_auth_token)
-        return Signing(tuple(token for token in tokens if token), HMAC_SHA1)
+        secondary = settings.twilio_secondary_auth_token
+        tokens = (settings.twilio_auth_token, secondary) if secondary else (settings.twilio_auth_token,)
+        return _signing(tokens, HMAC_SHA1, None)
     algorithm = get_signature_algorithm(header).upper()
     if algorithm not in SUPPORTED:
         raise Refused(f"unsupported signature algorithm {algorithm[:40]!r}")
@@ -68,4 +78,4 @@ def signing_for(settings: Settings, header: str | None) -> Signing:
     secret = settings.twilio_webhook_keys.get(key)
     if secret is None:
         raise Refused(f"shared key {key[:80]!r} is not in TWILIO_WEBHOOK_KEYS")
-    return Signing((secret,), algorithm, key)
+    return _signing((secret,), algorithm, key)

@@ -119,9 +119,9 @@ def check_overdue(now_iso: str | None = None) -> dict[str, int]:
     return {"escalated": len(escalated), "alerts": len(created), "sent": sent}
 
 
-def _slot_job_id(at: float, every: int) -> str:
+def _slot_job_id(queue_name: str, at: float, every: int) -> str:
     """One job id per interval: chains started by several workers converge on one job."""
-    return f"{CHECK_JOB_ID}-{int(at // every)}"
+    return context.job_id(queue_name, f"{CHECK_JOB_ID}-{int(at // every)}")
 
 
 def check_and_reschedule(queue_name: str) -> dict[str, int]:
@@ -138,7 +138,7 @@ def check_and_reschedule(queue_name: str) -> dict[str, int]:
             every = context.current().current_rules().alerts.check_every_seconds
             Queue(queue_name, connection=job.connection).enqueue_in(
                 timedelta(seconds=every), check_and_reschedule, queue_name,
-                job_id=_slot_job_id(time.time() + every, every))
+                job_id=_slot_job_id(queue_name, time.time() + every, every))
 
 
 def start_checks(queue: Queue, every_seconds: int = 60) -> bool:
@@ -147,5 +147,5 @@ def start_checks(queue: Queue, every_seconds: int = 60) -> bool:
     starts it)."""
     if not context.current().state.start_periodic(CHECK_JOB_ID, chain_alive_seconds(every_seconds)):
         return False
-    queue.enqueue(check_and_reschedule, queue.name, job_id=_slot_job_id(time.time(), every_seconds))
+    queue.enqueue(check_and_reschedule, queue.name, job_id=_slot_job_id(queue.name, time.time(), every_seconds))
     return True

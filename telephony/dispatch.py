@@ -202,8 +202,9 @@ def chain_alive_seconds(every: float) -> float:
     return 3 * every + CHAIN_GRACE_SECONDS
 
 
-def _tick_job_id(at: float) -> str:
-    return f"hotline-dispatch-tick-{int(at // TICK_EVERY_SECONDS)}"
+def _tick_job_id(queue_name: str, at: float) -> str:
+    """One job id per interval: chains started by several workers converge on one job."""
+    return context.job_id(queue_name, f"dispatch-tick-{int(at // TICK_EVERY_SECONDS)}")
 
 
 def tick_and_reschedule(queue_name: str) -> int:
@@ -218,7 +219,7 @@ def tick_and_reschedule(queue_name: str) -> int:
         if job is not None:
             Queue(queue_name, connection=job.connection).enqueue_in(
                 timedelta(seconds=TICK_EVERY_SECONDS), tick_and_reschedule, queue_name,
-                job_id=_tick_job_id(time.time() + TICK_EVERY_SECONDS))
+                job_id=_tick_job_id(queue_name, time.time() + TICK_EVERY_SECONDS))
 
 
 def start_ticks(queue: Any) -> bool:
@@ -227,7 +228,7 @@ def start_ticks(queue: Any) -> bool:
     Redis's data comes back; of several workers asking at once, one starts it."""
     if not context.current().state.start_periodic(TICK_CHAIN, chain_alive_seconds(TICK_EVERY_SECONDS)):
         return False
-    queue.enqueue(tick_and_reschedule, queue.name, job_id=_tick_job_id(time.time()))
+    queue.enqueue(tick_and_reschedule, queue.name, job_id=_tick_job_id(queue.name, time.time()))
     return True
 
 

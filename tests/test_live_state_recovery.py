@@ -3,13 +3,16 @@ agents and the worker's periodic chains come back by themselves, with no process
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import redis as redis_lib
 from rq.registry import ScheduledJobRegistry
 
+from telephony import context as telephony_context
 from telephony import dispatch
 from telephony.alerts import CHECK_JOB_ID
+from telephony.context import job_id
 from tests.conftest import ACCOUNT_SID
 from webhooks.worker import keep_chains, purge_queue
 
@@ -85,7 +88,8 @@ def test_lost_periodic_chains_are_started_again(voice, redis_conn, redis_prefix)
         assert sorted(keep_chains(app)) == sorted([CHECK_JOB_ID, dispatch.TICK_CHAIN])  # a worker starts
         assert keep_chains(app) == []  # alive: a second worker, or the watch a few seconds later
     first = set(queue.job_ids)
-    assert any(j.startswith(CHECK_JOB_ID) for j in first) and any("dispatch-tick" in j for j in first)
+    assert any(j.startswith(job_id(queue.name, CHECK_JOB_ID)) for j in first)
+    assert any(j.startswith(job_id(queue.name, "dispatch-tick")) for j in first)
 
     marks = [app.extensions["hotline"].state.keys.periodic(name) for name in (CHECK_JOB_ID, dispatch.TICK_CHAIN)]
     redis_conn.delete(*marks)
@@ -136,3 +140,28 @@ def test_a_worker_watches_its_chains(voice, redis_conn, redis_prefix, monkeypatc
         stop.set()
         thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_two_hotlines_sharing_a_redis_keep_their_own_jobs(make_app, redis_conn) -> None:  # type: ignore[no-untyped-def]
+    """RQ keeps a job under its id alone, whatever its queue: hotlines sharing a Redis (own key
+    prefix, own job queue) must not name their jobs alike, or one overwrites the other's and it
+    runs in the wrong hotline."""
+    other = f"hotline-test:{uuid.uuid4().hex[:12]}:"
+    apps = [make_app(), make_app(redis_prefix=other, job_queue=f"{other}jobs")]
+    try:
+        for app in apps:
+            telephony_context.install(app.extensions["hotline"])  # one per process in production
+            with app.app_context():
+                assert sorted(keep_chains(app)) == sorted([CHECK_JOB_ID, dispatch.TICK_CHAIN])
+            app.extensions["hotline"].enqueue(len, "complaint", job_id="complaint-CAsame")  # one CallSid, both
+        queues = [app.extensions["hotline"].jobs for app in apps]
+        ids = [set(queue.job_ids) for queue in queues]
+        assert len(ids[0]) == len(ids[1]) == 3 and not ids[0] & ids[1]
+        for queue in queues:
+            assert all(job.origin == queue.name for job in queue.jobs)
+            assert job_id(queue.name, "complaint-CAsame") in queue.job_ids
+    finally:
+        keys = list(redis_conn.scan_iter(match=other + "*", count=1000))
+        if keys:
+            redis_conn.delete(*keys)
+        purge_queue(redis_conn, f"{other}jobs")

@@ -19,6 +19,7 @@ from twilio.rest import Client
 from recordings import card, db, overdue
 from recordings.models import Alert, Complaint
 from telephony import alerts
+from telephony.context import job_id
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, Voice, always_open_rules
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -197,4 +198,4 @@ def test_the_check_schedules_its_next_run_once_per_interval(app_with_receiver) -
     assert not alerts.start_checks(runtime.jobs, 60)  # a second worker starting: the chain is alive
     Voice(app_with_receiver).run_jobs()
     scheduled = ScheduledJobRegistry(queue=runtime.jobs).get_job_ids()
-    assert len(scheduled) == 1 and scheduled[0].startswith(alerts.CHECK_JOB_ID)
+    assert len(scheduled) == 1 and scheduled[0].startswith(job_id(runtime.jobs.name, alerts.CHECK_JOB_ID))

@@ -24,6 +24,7 @@ from rq import Queue, Retry
 from recordings import db as card_db
 from routing_rules.loading import load_rules
 from routing_rules.schema import Rules
+from telephony import context as telephony_context
 from telephony.redis_client import KeptConnection
 from telephony.state import LiveState
 from telephony.twilio_client import make_client
@@ -158,9 +159,11 @@ class Runtime:
             card_jobs.apply_event_batch(payloads)
 
     def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None, **kwargs: Any) -> None:
-        """Hand work to a worker; with Redis down, apply it now so no card event is lost."""
+        """Hand work to a worker; with Redis down, apply it now so no card event is lost. A
+        `job_id` names a job of one kind (`telephony.context.job_id` makes it this queue's)."""
         try:
-            self.jobs.enqueue(func, *args, job_id=job_id, retry=JOB_RETRY, **kwargs)
+            scoped = telephony_context.job_id(self.jobs.name, job_id) if job_id else None
+            self.jobs.enqueue(func, *args, job_id=scoped, retry=JOB_RETRY, **kwargs)
         except redis_lib.RedisError:
             log.warning("redis unavailable; applying %s inline", getattr(func, "__name__", func))
             func(*args, **kwargs)

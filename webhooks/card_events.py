@@ -7,9 +7,13 @@ process moves up to `BATCH` of them at a time, atomically (Lua), onto
 `Keys.card_events("processing")`, applies them in one transaction
 (`recordings.jobs.apply_event_batch`), then removes them from `processing`. A drainer that dies
 mid-batch leaves its payloads in `processing`; the next drainer to start re-applies them
-(every payload has a key, so nothing lands twice). A batch that fails to apply (database down,
-a bad payload) is handed to RQ one payload per job with the usual retries, so one bad event
-cannot hold up the others and a fault ends in the failed-job registry, as before.
+(every payload has a key, so nothing lands twice).
+
+A batch that fails to apply is judged by whether the database answers. If it does not (down,
+unreachable, failing over), the batch stays in `processing` and the drainer backs off, then
+re-applies it: events wait in Redis for as long as the outage lasts and land once it is over,
+in order. If it does (a bad payload), the batch is handed to RQ one payload per job with the
+usual retries, so one bad event cannot hold up the others and ends in the failed-job registry.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 import redis as redis_lib
 
+from recordings import db as card_db
 from recordings import jobs as card_jobs
 
 log = logging.getLogger("hotline.card_events")
@@ -31,6 +36,11 @@ BLOCK_SECONDS = 1  # an idle drainer waits this long for a payload; also how soo
 # carries many events instead of a few (each transaction has a fixed cost: connection, number
 # lookup, commit). Bounds the added card lag; the target is 1 s.
 LINGER_SECONDS = 0.1
+OUTAGE_BACKOFF_SECONDS = (1, 2, 5, 10, 30)  # between tries while the database is down, then the last
+
+
+class DatabaseUnavailable(Exception):
+    """A batch could not be applied and the database does not answer: the batch stays queued."""
 
 
 def encode(payloads: list[dict[str, Any]]) -> list[str]:
@@ -86,7 +96,9 @@ class CardEventDrainer:
                 log.error("dropping an unreadable card event payload: %r", item[:200])
         try:
             card_jobs.apply_event_batch(payloads)
-        except Exception:
+        except Exception as error:
+            if not card_db.ping():  # an outage, not a bad payload: keep the batch where it is
+                raise DatabaseUnavailable(f"{len(payloads)} card event(s) wait: {type(error).__name__}") from error
             log.exception("card event batch of %d failed; handing it to RQ job by job", len(payloads))
             from . import runtime as runtime_module
 
@@ -117,13 +129,18 @@ class CardEventDrainer:
         return len(raw)
 
     def drain(self) -> int:
-        """Apply everything waiting now (tests, `run_burst`); returns how many payloads."""
-        total = self.recover()
-        while True:
-            count = self.drain_once()
-            if count == 0:
-                return total
-            total += count
+        """Apply everything waiting now (tests, `run_burst`); returns how many payloads. With the
+        database down, what waits stays queued (logged) and 0 more are applied."""
+        try:
+            total = self.recover()
+            while True:
+                count = self.drain_once()
+                if count == 0:
+                    return total
+                total += count
+        except DatabaseUnavailable as outage:
+            log.warning("card event drainer: database unavailable; %s", outage)
+            return 0
 
     def backlog(self) -> int:
         pipe = self.conn.pipeline(transaction=False)
@@ -135,12 +152,20 @@ class CardEventDrainer:
 
     def run(self) -> None:
         recovered = False
+        outages = 0  # consecutive tries that found the database down
         while not self._stop.is_set():
             try:
                 if not recovered:
                     self.recover()
                     recovered = True
                 self.drain_once(block=BLOCK_SECONDS)
+                outages = 0
+            except DatabaseUnavailable as outage:
+                pause = OUTAGE_BACKOFF_SECONDS[min(outages, len(OUTAGE_BACKOFF_SECONDS) - 1)]
+                log.warning("card event drainer: database unavailable; %s; retrying in %d s", outage, pause)
+                outages += 1
+                recovered = False  # the batch is still in `processing`: re-applied first when back
+                self._stop.wait(pause)
             except redis_lib.RedisError:
                 log.warning("card event drainer: redis unavailable; retrying in 1 s")
                 recovered = False  # a batch may be stuck in `processing`: re-apply it when back

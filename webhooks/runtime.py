@@ -34,7 +34,9 @@ from .settings import Settings
 
 log = logging.getLogger("hotline.runtime")
 
-JOB_RETRY = Retry(max=3, interval=[10, 60, 300])  # transient DB/Twilio faults: retry, then fail loudly
+# Transient DB/Twilio faults: retry for about four hours (an outage's length), then fail loudly.
+# RQ takes the list's intervals in order only when it is as long as `max`.
+JOB_RETRY = Retry(max=48, interval=[10, 60, *[300] * 46])
 RULES_RECHECK_SECONDS = 2.0  # how stale a process's copy of the rules file may be
 
 _embedded_servers: dict[str, Any] = {}

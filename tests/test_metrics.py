@@ -52,3 +52,8 @@ def test_metrics_show_live_state_tallies_and_latency(voice: Voice) -> None:
     assert samples[("hotline_request_duration_seconds_count", (("endpoint", "voice.incoming"),))] == 1
     assert samples[("hotline_metrics_source_up", (("source", "database"),))] == 1
     assert samples[("hotline_metrics_source_up", (("source", "redis"),))] == 1
+    assert samples[("hotline_card_events_waiting", ())] == 0  # run_jobs applied them all
+    voice.post("/voice/status", {**call, "CallStatus": "completed", "SequenceNumber": "9"})
+    assert scrape(voice)[("hotline_card_events_waiting", ())] >= 1  # queued, not yet applied
+    voice.run_jobs()
+    assert scrape(voice)[("hotline_card_events_waiting", ())] == 0

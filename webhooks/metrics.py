@@ -154,9 +154,14 @@ class HotlineCollector(Collector):
         agents = GaugeMetricFamily("hotline_agents", "Agents by status now", labels=["status"])
         for status, count in state.agents_by_status(list(rules.agents), time.time()).items():
             agents.add_metric([status], count)
+        backlog = GaugeMetricFamily("hotline_card_events_waiting", "Card events queued in Redis, not yet in "
+                                    "the card store (grows while the database is down)")
+        keys = state.keys
+        backlog.add_metric([], sum(state.redis.llen(keys.card_events(part)) for part in ("pending", "processing")))
         yield waiting
         yield callbacks
         yield agents
+        yield backlog
 
     def _latency(self) -> Iterator[Metric]:
         family = HistogramMetricFamily("hotline_request_duration_seconds",

@@ -82,7 +82,7 @@ EVENT_KINDS = frozenset(
     }
 )
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d\Z")  # \Z: `$` would take "09:30\n"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 T = TypeVar("T")
 

@@ -298,3 +298,30 @@ def test_unauthenticated_callers_get_a_smaller_window_per_ip(make_app) -> None: 
              for i in range(11)]
     assert codes == [401] * 10 + [429]  # token guessing stops after a tenth of the budget
     assert client.get("/api/agents", headers={"Authorization": "Bearer admin-token"}).status_code == 200
+
+
+def test_api_tokens_setting_names_a_bad_entry_by_place_not_by_its_text() -> None:
+    from webhooks.settings import parse_api_tokens
+
+    secret = "s3cretTokenValue"
+    for raw, problem in [(secret, "entry 1 needs token:role"),
+                         (f"admin-token:admin, {secret}:root", "entry 2 needs token:role")]:
+        with pytest.raises(ValueError, match="HOTLINE_API_TOKENS") as error:
+            parse_api_tokens(raw)
+        assert problem in str(error.value) and secret[:4] not in str(error.value)
+
+
+@pytest.mark.parametrize("next_url", ["/console\n", "/console/cards\r\nSet-Cookie: x=1", "/console\x7f", "//evil.example"])
+def test_login_sends_a_next_with_control_characters_or_another_host_to_the_start_page(
+        make_app, next_url: str) -> None:  # type: ignore[no-untyped-def]
+    from tests.console_support import add_users, login
+
+    app = make_app()
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # a failure answers 500 rather than raising into the test
+    client = app.test_client()
+    add_users()
+    response = login(client, "admin", next=next_url)
+    assert response.status_code == 302, response.status_code
+    assert response.headers["Location"] == "/console/"
+    page = app.test_client().get("/console/login", query_string={"next": next_url})
+    assert page.status_code == 200 and b'name="next" value="/console/"' in page.data

@@ -10,12 +10,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request
+import yaml
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from recordings import card, db
 from recordings.card import OPT_OUT_SOURCES
-from routing_rules.loading import check_rules, load_rules
+from routing_rules.loading import YAML_PATH, RulesError, check_rules, load_rules
+from routing_rules.schema import Rules
 from telephony import numbers
 from telephony.outbound import Dialler
 from telephony.state import UnknownAgent
@@ -47,14 +49,22 @@ def http_error(error: HTTPException):
     return jsonify(error=error.name.lower().replace(" ", "_"), reason=error.description), error.code
 
 
-MAX_ID = 2**31 - 1  # path ids are INTEGER columns: a larger one cannot exist (the driver would 500)
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: a larger one cannot exist (the driver would 500)
+
+
+def id_in_range(name: str, value: int) -> int:
+    """`value` if a row could have it; else the 404 of a missing row, before the driver overflows."""
+    if not 0 < value <= MAX_ID:
+        raise BadRequest(name, f"no {name.removesuffix('_id')} {value}", 404)
+    return value
 
 
 @bp.url_value_preprocessor
 def ids_in_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Every `<int:...>` path id through `id_in_range` (service_api registers it too)."""
     for name, value in (values or {}).items():
-        if isinstance(value, int) and value > MAX_ID:
-            raise BadRequest(name, f"no {name.removesuffix('_id')} {value}", 404)
+        if isinstance(value, int):
+            id_in_range(name, value)
 
 
 def rt() -> Runtime:
@@ -95,8 +105,9 @@ def optional_body() -> dict[str, Any]:
 
 
 def text_field(data: dict[str, Any], field: str, *, choices: tuple[str, ...] | None = None,
-               required: bool = False) -> str | None:
-    """A string field (or None when absent); wrong types and unknown choices are a 400 naming it."""
+               required: bool = False, max_length: int | None = None) -> str | None:
+    """A string field (or None when absent); wrong types, unknown choices and text longer than
+    its column (`max_length`: PostgreSQL refuses it) are a 400 naming it."""
     value = data.get(field)
     if value is None or value == "":
         if required:
@@ -106,10 +117,12 @@ def text_field(data: dict[str, Any], field: str, *, choices: tuple[str, ...] | N
         raise BadRequest(field, "expected a string")
     if choices is not None and value not in choices:
         raise BadRequest(field, f"one of {', '.join(choices)}")
+    if max_length is not None and len(value) > max_length:
+        raise BadRequest(field, f"at most {max_length} characters")
     return value
 
 
-HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d\Z")  # \Z: `$` would take "09:30\n"
 
 
 def parse_limit() -> int:
@@ -131,6 +144,25 @@ def zone_is_valid(zone: Any) -> bool:
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def recording_path(sid: str) -> str:
+    """Where a person hears a recording: the console's player, which checks who may (an agent only
+    their own calls). Twilio's media URL is never handed out: it may play without credentials."""
+    return url_for("console.recording", sid=sid)
+
+
+def event_json(event: Any) -> dict[str, Any]:
+    """A card event for the API: a recording named by its sid and `recording_path`, not its URL."""
+    shown = card.event_json(event)
+    data = shown.get("data")
+    if isinstance(data, dict) and "url" in data:
+        data = {k: v for k, v in data.items() if k != "url"}  # a copy: the event keeps its URL
+        sid = data.get("recording_sid") or data.get("sid")
+        if sid:
+            data["recording_path"] = recording_path(sid)
+        shown["data"] = data
+    return shown
 
 
 @bp.get("/openapi.json")
@@ -242,9 +274,34 @@ def find_clients():
     return jsonify(clients=found, phone=e164)
 
 
+CLIENT_NAME_MAX = 200  # clients.name is VARCHAR(200)
+WINDOW = ("convenient_from", "convenient_to")
+
+
+def card_fields(data: dict[str, Any], rules: Rules) -> dict[str, str | None]:
+    """The card fields the body names, checked; null or "" clears one. A field left out is not
+    in the result, so posting a known number never erases what the body did not mention."""
+    fields: dict[str, str | None] = {}
+    if "name" in data:
+        fields["name"] = text_field(data, "name", max_length=CLIENT_NAME_MAX)
+    if "language" in data:
+        fields["language"] = text_field(data, "language", choices=tuple(rules.languages))
+    if "zone" in data:
+        zone = fields["zone"] = text_field(data, "zone")
+        if zone is not None and not zone_is_valid(zone):
+            raise BadRequest("zone", f"{zone!r} is not an IANA time zone")
+    for field in WINDOW:
+        if field in data:
+            value = fields[field] = text_field(data, field)
+            if value is not None and not HHMM.match(value):
+                raise BadRequest(field, "a local time HH:MM, e.g. 09:30")
+    return fields
+
+
 @bp.post("/clients")
 @requires("agent")
 def create_client():
+    """The card for this number: created (201) or updated (200) with the fields the body names."""
     data = body()
     phone = data.get("phone")
     if not isinstance(phone, str):
@@ -253,19 +310,17 @@ def create_client():
     e164 = numbers.normalize(phone, rules.hotline.country)
     if e164 is None:
         raise BadRequest("phone", f"{phone!r} is not a valid phone number")
-    language = text_field(data, "language", choices=tuple(rules.languages))
-    zone = text_field(data, "zone")
-    if zone is not None and not zone_is_valid(zone):
-        raise BadRequest("zone", f"{zone!r} is not an IANA time zone")
-    name = text_field(data, "name")
-    for field in ("convenient_from", "convenient_to"):
-        value = text_field(data, field)
-        if value is not None and not HHMM.match(value):
-            raise BadRequest(field, "a local time HH:MM, e.g. 09:30")
-    with db.session() as s:
-        client, created = card.find_or_create_client(s, e164, language=language, name=name)
-        card.update_client(s, client.id, zone=zone, convenient_from=data.get("convenient_from"),
-                           convenient_to=data.get("convenient_to"), by=g.principal.name)
+    fields = card_fields(data, rules)
+    with db.session() as s:  # a refusal below rolls back a card just created: nothing half-made
+        client, created = card.find_or_create_client(s, e164, language=fields.get("language"),
+                                                     name=fields.get("name"))
+        window = {f: fields.get(f, getattr(client, f)) for f in WINDOW}
+        half = (window["convenient_from"] is None) != (window["convenient_to"] is None)
+        if half and fields.keys() & set(WINDOW):  # only when the body touches the window
+            # the guard ignores half a window: a lone end would silently widen it to the legal hours
+            missing = "convenient_to" if window["convenient_to"] is None else "convenient_from"
+            raise BadRequest(missing, "convenient_from and convenient_to go together: set both, or clear both")
+        card.update_client(s, client.id, by=g.principal.name, **fields)
         result = card.card(s, client.id)
     return jsonify(result), 201 if created else 200
 
@@ -280,10 +335,10 @@ def get_client(client_id: int):
             raise BadRequest("client_id", f"no client {client_id}", 404)
         try:
             events, next_cursor = card.timeline(s, client_id, limit=limit, before=before)
-        except ValueError:
+        except (ValueError, OverflowError, OSError):  # a made-up cursor: no time or id a row can have
             raise BadRequest("before", "not a cursor this API returned") from None
         result = card.card(s, client_id) or {}
-        result["timeline"] = [card.event_json(e) for e in events]
+        result["timeline"] = [event_json(e) for e in events]
         result["next"] = next_cursor
     return jsonify(result)
 
@@ -302,7 +357,7 @@ def add_note(client_id: int):
         if card.get_client(s, client_id) is None:
             raise BadRequest("client_id", f"no client {client_id}", 404)
         event = card.add_note(s, client_id, text.strip(), by=g.principal.name, kind=kind)
-        return jsonify(card.event_json(event)), 201
+        return jsonify(event_json(event)), 201
 
 
 @bp.post("/clients/<int:client_id>/opt-out")
@@ -365,6 +420,15 @@ def dialler() -> Dialler:
     )
 
 
+AGENT_CALL = "agent_call"  # the one purpose the API places: the legal windows apply
+
+
+def purpose_field(data: dict[str, Any], rules: Rules) -> str | None:
+    """A purpose to check against: ours or one of the rules' `outbound.purposes`. Free text would
+    be checked as the default silently, so a typo'd purpose is a 400 naming the known ones."""
+    return text_field(data, "purpose", choices=(AGENT_CALL, *rules.outbound.purposes))
+
+
 @bp.post("/outbound/check")
 @requires("agent")
 def outbound_check():
@@ -373,7 +437,8 @@ def outbound_check():
     if not isinstance(phone, str) or not phone:
         raise BadRequest("phone", "required: the number to check")
     at = parse_when(data.get("at"), "at")
-    verdict = dialler().check(phone, at, purpose=text_field(data, "purpose"))
+    purpose = purpose_field(data, rt().rules.current())
+    verdict = dialler().check(phone, at, purpose=purpose)
     return jsonify(verdict_json(verdict))
 
 
@@ -387,17 +452,22 @@ def outbound_screen():
     if len(phones) > 100_000:
         raise BadRequest("phones", "at most 100,000 numbers per request; use `hotline screen` for more")
     at = parse_when(data.get("at"), "at")
-    results = dialler().screen(phones, at, purpose=text_field(data, "purpose"))
+    purpose = purpose_field(data, rt().rules.current())
+    results = dialler().screen(phones, at, purpose=purpose)
     return jsonify(results=results)
 
 
 @bp.post("/calls")
 @requires("agent")
 def place_call():
+    """An agent's own call: always `agent_call`. A purpose's window replaces the legal ones, so a
+    chosen purpose would let anyone dial outside legal hours; callbacks dial theirs themselves."""
     data = body()
     phone = data.get("phone")
     if not isinstance(phone, str) or not phone:
         raise BadRequest("phone", "required: the client's number")
+    if text_field(data, "purpose") not in (None, AGENT_CALL):
+        raise BadRequest("purpose", f"only {AGENT_CALL}: other purposes are placed by the work they belong to")
     rules = rt().rules.current()
     agent_id = text_field(data, "agent_id") or g.principal.agent_id
     if not agent_id:
@@ -407,7 +477,7 @@ def place_call():
     if g.principal.role == "agent" and agent_id != g.principal.agent_id:
         return jsonify(error="forbidden", reason="agents place calls from their own line"), 403
     result = dialler().place_call(
-        phone, agent_id=agent_id, purpose=text_field(data, "purpose") or "agent_call",
+        phone, agent_id=agent_id, purpose=AGENT_CALL,
         requested_by=g.principal.name,
         now=datetime.now(UTC),
     )
@@ -437,11 +507,22 @@ def get_rules():
     return jsonify(rt().rules.current().model_dump(mode="json"))
 
 
+def rules_errors(text: str) -> list[RulesError]:
+    """`check_rules`, with text the YAML parser itself cannot take (a NUL, nesting deeper than the
+    stack) as an error like any other rather than a 500."""
+    try:
+        return check_rules(text)
+    except RecursionError:
+        return [RulesError(YAML_PATH, "nested too deeply to read")]
+    except (yaml.YAMLError, ValueError) as error:
+        return [RulesError(YAML_PATH, str(error))]
+
+
 @bp.post("/rules/check")
 @requires("admin")
 def check_rules_view():
     text = request.get_data(as_text=True)
-    errors = check_rules(text)
+    errors = rules_errors(text)
     return jsonify(ok=not errors, errors=[{"path": e.path, "message": e.message} for e in errors]), (
         200 if not errors else 422
     )
@@ -454,7 +535,11 @@ def put_rules():
     from .console.rules import save_rules
 
     comment = request.args.get("comment")
-    version_id, errors = save_rules(request.get_data(as_text=True), g.principal.name, comment)
+    text = request.get_data(as_text=True)
+    errors = rules_errors(text)  # first: save_rules' own check raises on what the parser cannot take
+    if errors:
+        return jsonify(error="invalid_rules", errors=[{"path": e.path, "message": e.message} for e in errors]), 422
+    version_id, errors = save_rules(text, g.principal.name, comment)
     if errors:
         return jsonify(error="invalid_rules", errors=[{"path": e.path, "message": e.message} for e in errors]), 422
     return jsonify(ok=True, version=version_id)

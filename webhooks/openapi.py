@@ -17,15 +17,16 @@ ERRORS = {
     "400": _json(_ref("Error"), "Invalid input: `field` names what is wrong"),
     "401": _json(_ref("Error"), "No valid bearer token"),
     "403": _json(_ref("Error"), "The token's role may not do this"),
+    "429": _json(_ref("Error"), "Over the token's (or address's) request budget: see Retry-After"),
 }
 NOT_FOUND = {"404": _json(_ref("Error"), "Not found")}
 
 
 def _op(summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None,
-        params: list[dict[str, Any]] | None = None, role: str = "agent") -> dict[str, Any]:
+        params: list[dict[str, Any]] | None = None, role: str = "agent", notes: str = "") -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
-        "description": f"Needs the {role} role or higher.",
+        "description": f"Needs the {role} role or higher.{' ' + notes if notes else ''}",
         "responses": {**responses, **ERRORS},
     }
     if body is not None:
@@ -51,7 +52,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["error"],
         "properties": {"error": {"type": "string"}, "field": {"type": "string"}, "reason": {"type": "string"},
-                       "errors": {"type": "array"}},
+                       "errors": {"type": "array"}, "retry_after": {"type": "integer"}},
     },
     "Agent": {
         "type": "object",
@@ -80,6 +81,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "Event": {
         "type": "object",
+        "description": "`data` of a recording_linked or voicemail_left event names the recording by `sid` / "
+                       "`recording_sid` and `recording_path`, never by Twilio's media URL (for every role).",
         "required": ["id", "kind", "at"],
         "properties": {
             "id": {"type": "integer"}, "kind": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
@@ -91,7 +94,9 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id"],
         "properties": {
             "id": {"type": "integer"}, "name": NULLABLE_STR, "language": NULLABLE_STR, "zone": NULLABLE_STR,
-            "numbers": {"type": "array", "items": {"type": "string"}},
+            "numbers": {"type": "array", "items": {
+                "type": "object", "required": ["e164"],
+                "properties": {"e164": {"type": "string"}, "label": NULLABLE_STR}}},
             "opted_out": {"type": "boolean"},
             "timeline": {"type": "array", "items": _ref("Event")}, "next": NULLABLE_STR,
         },
@@ -99,10 +104,13 @@ SCHEMAS: dict[str, Any] = {
     "OptOut": {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}},
 }
 
+RECORDING_PATH = {"type": "string", "description": "the console's player (/console/recordings/{sid}), which "
+                  "lets an agent hear only calls they took; Twilio's media URL is never returned"}
+PURPOSE = {"type": "string", "description": "agent_call or one of the rules' outbound.purposes (400 otherwise)"}
 PHONE_BODY = {
     "type": "object", "required": ["phone"],
     "properties": {"phone": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
-                   "purpose": {"type": "string"}},
+                   "purpose": PURPOSE},
 }
 
 PATHS: dict[str, Any] = {
@@ -120,13 +128,16 @@ PATHS: dict[str, Any] = {
     "/clients": {
         "get": _op("Find a client by any number format", {"200": _json({"type": "object"})},
                    params=[_query("phone", {"type": "string"}, required=True)]),
-        "post": _op("Create a client card (or return the existing one)",
+        "post": _op("Create a client card (201), or update the number's card (200)",
                     {"200": _json(_ref("Card")), "201": _json(_ref("Card"))},
+                    notes="Only the fields the body names change; a field given as null or \"\" is cleared. "
+                          "convenient_from and convenient_to are set or cleared together (400 otherwise).",
                     body={"type": "object", "required": ["phone"],
-                          "properties": {"phone": {"type": "string"}, "name": {"type": "string"},
-                                         "language": {"type": "string"}, "zone": {"type": "string"},
-                                         "convenient_from": {"type": "string"},
-                                         "convenient_to": {"type": "string"}}}),
+                          "properties": {"phone": {"type": "string"},
+                                         "name": {"type": ["string", "null"], "maxLength": 200},
+                                         "language": NULLABLE_STR, "zone": NULLABLE_STR,
+                                         "convenient_from": {**NULLABLE_STR, "description": "local HH:MM"},
+                                         "convenient_to": {**NULLABLE_STR, "description": "local HH:MM"}}}),
     },
     "/clients/{client_id}": {
         "parameters": [_path_param("client_id", {"type": "integer"})],
@@ -167,7 +178,7 @@ PATHS: dict[str, Any] = {
                     body={"type": "object", "required": ["phones"],
                           "properties": {"phones": {"type": "array", "items": {"type": "string"}},
                                          "at": {"type": "string", "format": "date-time"},
-                                         "purpose": {"type": "string"}}}),
+                                         "purpose": PURPOSE}}),
     },
     "/calls": {
         "post": _op(
@@ -175,9 +186,11 @@ PATHS: dict[str, Any] = {
             {"201": _json(_ref("Verdict"), "Placed"),
              "409": _json(_ref("Verdict"), "Blocked by the guard: reason and next_allowed_at"),
              "502": _json(_ref("Error"), "Twilio refused the call")},
+            notes="Always an agent_call: the legal windows apply (other purposes' windows are for the "
+                  "work that owns them, e.g. callbacks).",
             body={"type": "object", "required": ["phone"],
                   "properties": {"phone": {"type": "string"}, "agent_id": {"type": "string"},
-                                 "purpose": {"type": "string"}}},
+                                 "purpose": {"type": "string", "enum": ["agent_call"]}}},
         ),
     },
     "/rules": {
@@ -210,7 +223,8 @@ SCHEMAS.update({
         "type": "object", "required": ["id", "status", "due_at"],
         "properties": {
             "id": _ID, "client_id": {"type": ["integer", "null"]}, "call_sid": NULLABLE_STR,
-            "queue": NULLABLE_STR, "language": NULLABLE_STR, "url": {"type": "string"},
+            "queue": NULLABLE_STR, "language": NULLABLE_STR, "recording_sid": {"type": "string"},
+            "recording_path": RECORDING_PATH,
             "duration": {"type": ["integer", "null"]}, "created_at": TIME, "due_at": TIME,
             "status": {"type": "string", "enum": ["open", "handled"]}, "overdue": {"type": "boolean"},
             "handled_at": TIME, "handled_by": NULLABLE_STR, "note": NULLABLE_STR,

@@ -18,12 +18,25 @@ from routing_rules.prompts import audio_files
 from routing_rules.schema import Rules
 
 from . import audio
-from .api import BadRequest, bad_request, body, http_error, iso, parse_limit, requires
+from .api import (
+    BadRequest,
+    bad_request,
+    body,
+    http_error,
+    id_in_range,
+    ids_in_range,
+    iso,
+    optional_body,
+    parse_limit,
+    recording_path,
+    requires,
+)
 from .runtime import Runtime
 
 bp = Blueprint("service_api", __name__, url_prefix="/api")
 bp.register_error_handler(BadRequest, bad_request)
 bp.register_error_handler(HTTPException, http_error)
+bp.url_value_preprocessor(ids_in_range)  # path ids past INTEGER: a 404, not the driver's overflow
 
 COMPLAINT_FILTERS = ("open", "overdue", "acknowledged", "resolved", "unresolved")
 VOICEMAIL_FILTERS = ("open", "overdue", "handled")
@@ -64,7 +77,9 @@ def now_utc() -> datetime:
 def voicemail_json(vm: Voicemail, now: datetime) -> dict[str, Any]:
     return {
         "id": vm.id, "client_id": vm.client_id, "call_sid": vm.call_sid, "queue": vm.queue,
-        "language": vm.language, "url": vm.url, "duration": vm.duration,
+        "language": vm.language, "duration": vm.duration,
+        # the console's player, never Twilio's URL (see api.recording_path)
+        "recording_sid": vm.recording_sid, "recording_path": recording_path(vm.recording_sid),
         "created_at": iso(vm.created_at), "due_at": iso(vm.due_at), "status": vm.status,
         "overdue": vm.is_overdue(now), "handled_at": iso(vm.handled_at), "handled_by": vm.handled_by,
         "note": vm.note,
@@ -117,6 +132,7 @@ def open_complaint():
     client_id, summary = data.get("client_id"), data.get("summary")
     if not isinstance(client_id, int) or isinstance(client_id, bool):
         raise BadRequest("client_id", "required: the client's card id (an integer)")
+    id_in_range("client_id", client_id)
     if not isinstance(summary, str) or not summary.strip():
         raise BadRequest("summary", "required: what the client complains about")
     rules = rt().rules.current()
@@ -132,8 +148,7 @@ def open_complaint():
 
 
 def _complaint_action(complaint_id: int, action: str) -> Any:
-    data = request.get_json(silent=True) or {}
-    resolution = data.get("resolution") if isinstance(data, dict) else None
+    resolution = optional_body().get("resolution")
     if resolution is not None and not isinstance(resolution, str):
         raise BadRequest("resolution", "text, if given")
     now = now_utc()
@@ -175,8 +190,7 @@ def list_voicemails():
 @bp.post("/voicemails/<int:voicemail_id>/handled")
 @requires("agent")
 def voicemail_handled(voicemail_id: int):
-    data = request.get_json(silent=True) or {}
-    note = data.get("note") if isinstance(data, dict) else None
+    note = optional_body().get("note")
     if note is not None and not isinstance(note, str):
         raise BadRequest("note", "text, if given")
     now = now_utc()

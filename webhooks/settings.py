@@ -60,10 +60,10 @@ class Settings:
 def parse_api_tokens(raw: str) -> tuple[ApiToken, ...]:
     """`token:role[:agent_id]` entries separated by commas, e.g. `s3cret:admin,t2:agent:anna`."""
     tokens = []
-    for entry in filter(None, (part.strip() for part in raw.split(","))):
+    for n, entry in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
         parts = entry.split(":")
-        if len(parts) < 2 or parts[1] not in ROLES:
-            raise ValueError(f"HOTLINE_API_TOKENS: entry {entry[:4]}… needs token:role[:agent_id]")
+        if len(parts) < 2 or parts[1] not in ROLES:  # named by place: its text is a secret
+            raise ValueError(f"HOTLINE_API_TOKENS: entry {n} needs token:role[:agent_id]")
         tokens.append(ApiToken(parts[0], parts[1], parts[2] if len(parts) > 2 else None))
     return tuple(tokens)
 

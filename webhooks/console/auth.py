@@ -166,11 +166,17 @@ def _count_attempt(username: str) -> int:
         return 0
 
 
+def safe_next(raw: str) -> str:
+    """Where to go after login: a console path, else the console's start page. Never another
+    site (`//host`), nor a control character, which cannot go into the Location header."""
+    if not raw.startswith("/console") or raw.startswith("//") or any(c < " " or c == "\x7f" for c in raw):
+        return url_for("console.index")
+    return raw
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    next_url = request.values.get("next", "")
-    if not next_url.startswith("/console") or next_url.startswith("//"):
-        next_url = url_for("console.index")
+    next_url = safe_next(request.values.get("next", ""))
     if request.method == "GET":
         return render_template("login.html", next=next_url)
     username = request.form.get("username", "").strip()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from recordings import card, db
+from recordings.models import Callback
 from routing_rules import engine
 from routing_rules.schema import Lang
 
@@ -23,6 +25,14 @@ log = logging.getLogger("hotline.dispatch")
 CALL_PREFIX = "call:"
 CALLBACK_PREFIX = "callback:"
 MAX_CONNECTS_PER_RUN = 50  # bounds one job; the next freed agent schedules another
+LINE_PAGE = 100  # line members read at a time while looking for work an agent can take now
+LINE_WALK_LIMIT = 1000  # members one queue's run looks at: bounds a walk past callbacks not due yet
+PERMANENT_BLOCKS = ("opted_out_client", "opted_out_number", "invalid_number")  # no later time to wait for
+
+# What became of one line member handed to the dispatcher: "handed" (an agent takes it: one fewer
+# free), "skipped" (gone, not due, blocked by the guard: no agent used, the walk goes on) or
+# "stop" (no agent could be claimed, Twilio refused: the member keeps its place, the run ends).
+Outcome = Literal["handed", "skipped", "stop"]
 
 
 def _free_agents(queue: str, now: float) -> list[str]:
@@ -40,46 +50,103 @@ def agent_freed(queue: str | None = None) -> int:
     ctx = context.current()
     rules = ctx.current_rules()
     queues = [queue] if queue else list(rules.queues)
+    promised: set[str] = set()  # agents counted as taken by this run (an agent may serve several queues)
     served = 0
     for name in queues:
-        if name not in rules.queues:
-            continue
-        while served < MAX_CONNECTS_PER_RUN:
-            now = time.time()
-            if not _free_agents(name, now):
-                break
-            head = ctx.state.longest_waiting(name)
-            if head is None:
-                break
-            member, since = head
-            if not ctx.state.leave_line(name, member):
-                continue  # another worker took it
-            if member.startswith(CALL_PREFIX):
-                ok = connect_waiting_call(name, member[len(CALL_PREFIX):], since)
-            else:
-                ok = dispatch_callback(int(member[len(CALLBACK_PREFIX):]), name, since)
-            if not ok:
-                break
-            served += 1
+        if name in rules.queues and served < MAX_CONNECTS_PER_RUN:
+            served += _serve_line(name, promised, MAX_CONNECTS_PER_RUN - served)
     return served
 
 
-def connect_waiting_call(queue: str, call_sid: str, since: float) -> bool:
+def _serve_line(queue: str, promised: set[str], limit: int) -> int:
+    """Hand the queue's waiting calls and due callbacks, oldest first, to its free agents.
+
+    The free agents are counted once, before the walk: a redirected caller claims an agent only
+    when its call reaches line-connect, so until then the agent still looks free, and a second
+    redirect would only tell its caller "connecting" before putting them back on hold. A
+    callback not due yet (a chosen time, retry spacing) keeps its place and is stepped over, so
+    it never holds up the callers behind it.
+    """
+    ctx = context.current()
+    free = [a for a in _free_agents(queue, time.time()) if a not in promised]
+    budget = min(len(free), limit)
+    handed = 0
+    start = 0  # where the next page begins: the members stepped over stay ahead of it
+    seen: set[str] = set()
+    while handed < budget and len(seen) < LINE_WALK_LIMIT:
+        page = ctx.state.line_page(queue, start, LINE_PAGE)
+        if not page:
+            break
+        fresh = [(member, since) for member, since in page if member not in seen]
+        if not fresh:  # members re-joined ahead of the page (blocked callbacks): read past them
+            start += len(page)
+            continue
+        not_due = _callbacks_not_due(member for member, _ in fresh)
+        for member, since in fresh:
+            if handed >= budget:
+                break
+            seen.add(member)
+            if member in not_due:
+                start += 1
+                continue
+            if not ctx.state.leave_line(queue, member):
+                continue  # another worker took it
+            if member.startswith(CALL_PREFIX):
+                outcome = connect_waiting_call(queue, member[len(CALL_PREFIX):], since)
+            else:
+                outcome = dispatch_callback(int(member[len(CALLBACK_PREFIX):]), queue, since)
+            if outcome == "stop":
+                return handed
+            if outcome == "handed":
+                promised.add(free[handed])  # which one line-connect rings is its choice; one fewer is free
+                handed += 1
+    return handed
+
+
+def _callbacks_not_due(members: Iterable[str]) -> set[str]:
+    """The line members that are pending callbacks whose time has not come (one read for a page)."""
+    ids = {member: int(member[len(CALLBACK_PREFIX):]) for member in members if member.startswith(CALLBACK_PREFIX)}
+    if not ids:
+        return set()
+    now = datetime.now(UTC)
+    with db.session(readonly=True) as s:
+        return {member for member, callback_id in ids.items()
+                if (callback := card.get_callback(s, callback_id)) is not None and callback.status == "pending"
+                and not _due(callback, now)}
+
+
+def _due(callback: Callback, now: datetime) -> bool:
+    """A callback may be dialled once its chosen time and its retry spacing have passed."""
+    wait_until = max(filter(None, (callback.not_before, callback.next_attempt_at)), default=None)
+    return wait_until is None or _aware(wait_until) <= now
+
+
+def connect_waiting_call(queue: str, call_sid: str, since: float) -> Outcome:
     """Move a caller from the hold loop into the ring-target dial step (REST redirect)."""
     ctx = context.current()
     call = ctx.state.get_call(call_sid)
     if not call or call.get("ended"):
-        return True  # gone already: nothing to connect, line entry dropped
+        return "skipped"  # gone already: nothing to connect, line entry dropped
     try:
         ctx.twilio.calls(call_sid).update(url=ctx.url("voice.line_connect", queue=queue), method="POST")
     except Exception:
         log.exception("could not redirect waiting call %s; it keeps its place", call_sid)
         ctx.state.join_line(queue, CALL_PREFIX + call_sid, since)
-        return False
-    return True
+        return "stop"
+    return "handed"
 
 
-def dispatch_callback(callback_id: int, queue: str, since: float) -> bool:
+def _dialler() -> Dialler:
+    ctx = context.current()
+    return Dialler(
+        twilio=lambda: ctx.twilio, rules=ctx.current_rules(),
+        status_callback=ctx.url("voice.status"),
+        recording_callback=ctx.url("voice.recording", kind="call"),
+        bridge_url=lambda **params: ctx.url("voice.outbound_bridge", **params),
+    )
+
+
+def dispatch_callback(callback_id: int, queue: str, since: float) -> Outcome:
     """Claim a free agent and ring them first; the bridge then dials the client (guarded)."""
     ctx = context.current()
     rules = ctx.current_rules()
@@ -87,12 +154,11 @@ def dispatch_callback(callback_id: int, queue: str, since: float) -> bool:
     with db.session() as s:
         callback = card.get_callback(s, callback_id)
         if callback is None or callback.status != "pending":
-            return True
-        wait_until = max(filter(None, (callback.not_before, callback.next_attempt_at)), default=None)
-        if wait_until and _aware(wait_until) > datetime.now(UTC):
+            return "skipped"
+        if not _due(callback, datetime.now(UTC)):
             # not yet (a chosen time, or retry spacing): keep the place, come back when due
             ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
-            return True
+            return "skipped"
         e164, language = callback.e164, callback.language
     snapshot = ctx.state.snapshot(rules.queues[queue].agents, now)
     lang = language if language in rules.languages else rules.hotline.default_language
@@ -103,32 +169,31 @@ def dispatch_callback(callback_id: int, queue: str, since: float) -> bool:
     claimed = ctx.state.claim_agents(ranked, pseudo_sid, 1, now, now + 120)
     if not claimed:
         ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
-        return False
+        return "stop"
     agent_id = claimed[0]
-    dialler = Dialler(
-        twilio=lambda: ctx.twilio, rules=rules,
-        status_callback=ctx.url("voice.status"),
-        recording_callback=ctx.url("voice.recording", kind="call"),
-        bridge_url=lambda **params: ctx.url("voice.outbound_bridge", **params),
-    )
-    result = dialler.place_call(e164, agent_id=agent_id, purpose="requested_callback",
-                                requested_by="callback", callback_id=callback_id)
+    result = _dialler().place_call(e164, agent_id=agent_id, purpose="requested_callback",
+                                   requested_by="callback", callback_id=callback_id)
     with db.session() as s:
         if result.placed and result.call_sid:
             card.claim_callback(s, callback_id, agent_id)
             ctx.state.save_call(result.call_sid, {"callback": callback_id, "agent": agent_id,
                                                   "pseudo": pseudo_sid, "queue": queue}, now)
-        else:
-            ctx.state.release_unanswered(pseudo_sid, None, now)
-            if result.verdict.allowed:  # Twilio refused: retry later with spacing
-                _retry_or_give_up(s, callback_id, queue, since, result.error or "twilio error")
-            else:
-                card.block_callback(s, callback_id, result.verdict.reason or "blocked",
-                                    result.verdict.next_allowed_at)
-                if result.verdict.next_allowed_at and result.verdict.reason not in (
-                        "opted_out_client", "opted_out_number", "invalid_number"):
-                    ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
-    return True
+            return "handed"
+        ctx.state.release_unanswered(pseudo_sid, None, now)
+        if result.verdict.allowed:  # Twilio refused: retry later with spacing; the rest wait for the next run
+            _retry_or_give_up(s, callback_id, queue, since, result.error or "twilio error")
+            return "stop"
+        _settle_blocked(s, callback_id, queue, since, result.verdict.reason, result.verdict.next_allowed_at)
+    return "skipped"
+
+
+def _settle_blocked(s: Any, callback_id: int, queue: str, since: float, reason: str | None,
+                    next_allowed_at: datetime | None) -> None:
+    """The guard refused the client: not an attempt. The callback waits for the next allowed
+    time at its place in line, or closes when there is none (an opt-out, an invalid number)."""
+    card.block_callback(s, callback_id, reason or "blocked", next_allowed_at)
+    if next_allowed_at and reason not in PERMANENT_BLOCKS:
+        context.current().state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
 
 
 def _aware(value: datetime) -> datetime:
@@ -168,6 +233,81 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
                 since = _aware(cb.first_queued_at).timestamp() if cb and cb.first_queued_at else now
                 _retry_or_give_up(s, callback_id, queue, since, f"client {dial_status}")
     ctx.enqueue(agent_freed, queue)
+
+
+def callback_blocked_at_bridge(callback_id: int, agent_id: str, call_sid: str, reason: str | None,
+                               next_allowed_at: datetime | None) -> None:
+    """The bridge's second guard check refused the client (an opt-out, or the window closed, in
+    the seconds the agent's phone rang): settle the callback as one blocked before dialling, and
+    free the agent, who answered for nobody. `call_sid`: the agent's leg (the bridge's CallSid).
+
+    Once per leg: a repeat finds the leg ended and changes nothing, so it cannot undo a later
+    dispatch of the same callback.
+    """
+    ctx = context.current()
+    now = time.time()
+    call = ctx.state.get_call(call_sid)
+    if call is not None and ctx.state.end_call(call_sid) is None:
+        return  # settled already
+    call = call or {}
+    pseudo = call.get("pseudo") or _claim_of(agent_id, callback_id, now)
+    if pseudo:
+        ctx.state.release_unanswered(pseudo, None, now)  # not a miss: the agent answered
+    queue = call.get("queue")
+    with db.session() as s:
+        callback = card.get_callback(s, callback_id)
+        if callback is not None and callback.is_open:
+            queue = queue or callback.queue
+            since = _aware(callback.first_queued_at).timestamp() if callback.first_queued_at else now
+            _settle_blocked(s, callback_id, queue, since, reason, next_allowed_at)
+    ctx.enqueue(agent_freed, queue)  # after the commit: the agent is free again
+
+
+def _claim_of(agent_id: str, callback_id: int, now: float) -> str | None:
+    """The pseudo call an agent is held for on behalf of a callback, read off the agent (the
+    leg's own state is not saved yet when Twilio is faster than the dispatcher's last step)."""
+    held = (context.current().state.agent(agent_id, now) or {}).get("call_sid", "")
+    return held if held.startswith(f"CB{callback_id}-") else None
+
+
+AGENT_LEG_MISSED = frozenset({"no-answer", "busy", "failed"})  # the agent's phone: a miss, as on a routed call
+AGENT_LEG_UNBRIDGED = AGENT_LEG_MISSED | {"canceled"}  # the leg ended before its bridge ran
+
+
+def agent_leg_ended(call_sid: str, status: str) -> None:
+    """A callback's agent leg ended before the agent answered (the status callback of an
+    outbound-api call: no-answer, busy, failed, canceled): free the agent (a miss, unless
+    canceled) and retry the callback after its spacing, since no bridge will ever settle it.
+
+    Other statuses, and legs that are not a callback's, change nothing: an answered leg is
+    settled by its bridge (`outbound_finished`, `callback_blocked_at_bridge`). Once per leg,
+    whatever Twilio repeats.
+    """
+    if status not in AGENT_LEG_UNBRIDGED:
+        return
+    ctx = context.current()
+    call = ctx.state.get_call(call_sid)
+    if not call or not call.get("callback"):
+        return
+    ended = ctx.state.end_call(call_sid)
+    if ended is None:
+        return  # settled already
+    fields, _ = ended
+    rules = ctx.current_rules()
+    now = time.time()
+    callback_id, agent_id, pseudo = int(fields["callback"]), fields.get("agent", ""), fields.get("pseudo")
+    if pseudo and status == "canceled":
+        ctx.state.release_unanswered(pseudo, None, now)
+    elif pseudo and agent_id:
+        agent = rules.agents.get(agent_id)
+        ctx.state.release_missed(agent_id, pseudo, now, agent.miss_limit if agent else 3)
+    queue = fields.get("queue")
+    with db.session() as s:
+        callback = card.get_callback(s, callback_id)
+        if callback is not None and callback.status == "dialling" and queue in rules.queues:
+            since = _aware(callback.first_queued_at).timestamp() if callback.first_queued_at else now
+            _retry_or_give_up(s, callback_id, queue, since, f"agent {status}")
+    ctx.enqueue(agent_freed, queue)  # after the commit; the retry itself waits for its spacing
 
 
 TICK_EVERY_SECONDS = 10  # a due callback or an ended wrap-up waits at most this long

@@ -133,18 +133,34 @@ class Dialler:
             client_id = client.id
         return PlaceResult(True, verdict, call_sid=created.sid, client_id=client_id)
 
+    def log_blocked_at_bridge(self, raw: str, verdict: Verdict, *, purpose: str, agent_id: str,
+                              callback_id: int | None, now: datetime | None = None,
+                              call_sid: str | None = None) -> int | None:
+        """The bridge's second check refused the client (an opt-out or a closed window that
+        landed while the agent's phone rang): the attempt goes on the card as one blocked before
+        dialling does, by "bridge". Returns the client's id (None for an invalid number).
+        `call_sid`, the agent's leg, keys the event: a repeated bridge request writes it once."""
+        now = now or datetime.now(UTC)
+        e164 = numbers.normalize(raw, self.rules.hotline.country)
+        with db.session() as s:
+            return self._log_blocked(s, e164, None, verdict, now, purpose, "bridge", callback_id,
+                                     agent_id=agent_id, call_sid=call_sid,
+                                     key=f"blocked-at-bridge:{call_sid}" if call_sid else None)
+
     def _log_blocked(self, s: Any, e164: str | None, client_id: int | None, verdict: Verdict, now: datetime,
-                     purpose: str | None, requested_by: str, callback_id: int | None) -> int | None:
+                     purpose: str | None, requested_by: str, callback_id: int | None, *,
+                     agent_id: str | None = None, call_sid: str | None = None,
+                     key: str | None = None) -> int | None:
         if e164 is None:  # an invalid number has no card to write on; the log line is the record
             log.info("blocked dial to an invalid number: %s", verdict.reason)
             return None
         if client_id is None:
             client, _ = card.find_or_create_client(s, e164)
             client_id = client.id
-        card.append_event(
-            s, client_id, "outbound_blocked",
-            {**verdict_data(verdict), "purpose": purpose, "by": requested_by, "callback_id": callback_id,
-             "phone": e164},
-            at=now,
-        )
+        data = {**verdict_data(verdict), "purpose": purpose, "by": requested_by, "callback_id": callback_id,
+                "phone": e164}
+        if agent_id is not None:
+            data["agent"] = agent_id
+        card.append_event(s, client_id, "outbound_blocked", data, at=now, call_sid=call_sid, agent_id=agent_id,
+                          key=key)
         return client_id

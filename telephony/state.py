@@ -625,6 +625,14 @@ class LiveState:
         members = cast(Any, self.redis.zrange(self.keys.line(queue), 0, -1, withscores=True))
         return [(_text(m), float(s)) for m, s in members]
 
+    def line_page(self, queue: str, start: int, count: int) -> list[tuple[str, float]]:
+        """`count` members of the line from 0-based place `start`, as `line` gives them: the
+        dispatcher walks the line a page at a time, stepping over callbacks not due yet."""
+        if count <= 0:
+            return []
+        members = cast(Any, self.redis.zrange(self.keys.line(queue), start, start + count - 1, withscores=True))
+        return [(_text(m), float(s)) for m, s in members]
+
     # ---- estimated wait -----------------------------------------------------------------
 
     def average_handle_seconds(self, queue: str) -> float:

@@ -194,3 +194,28 @@ def first_time(e164: str, kind: str) -> float:
         client = card.find_client_by_phone(s, e164)
         events, _ = card.timeline(s, client.id, limit=200)
         return min(e.at.timestamp() for e in events if e.kind == kind)
+
+
+def test_a_callback_booked_for_later_does_not_hold_up_the_caller_behind_it(stack: LocalStack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    first = busy_agents(stack, talk=150)
+    booker = stack.sim.start_inbound(caller(21), stack.hotline_number,
+                                     [{"press": "1"}, {"press": "2"}, {"press": "1"}])
+    assert booker.call.done.wait(20), str(booker)
+    wait_until(lambda: stack.runtime.state.line_length("support") == 1)
+    with db.session() as s:  # as if the client chose a time hours away: it keeps its place till then
+        (callback,) = s.query(Callback).all()
+        callback.not_before = datetime.now(UTC) + timedelta(hours=2)
+    later = stack.sim.start_inbound(caller(22), stack.hotline_number,
+                                    [{"press": "1"}, {"wait": 10}, {"hang_up_after": HOLD}])
+    wait_until(lambda: stack.runtime.state.line_length("support") == 2)
+    for record in [*first, later]:
+        assert record.call.done.wait(40), str(record)
+    assert stack.wait_for_jobs()
+    assert "dequeued" in kinds(caller(22)) and "call_answered" in kinds(caller(22)), kinds(caller(22))
+    assert "outbound_placed" not in kinds(caller(21))
+    assert [m for m, _ in stack.runtime.state.line("support")] == [f"callback:{callback.id}"]
+    with db.session() as s:
+        (callback,) = s.query(Callback).all()
+        assert (callback.status, callback.attempts) == ("pending", 0)

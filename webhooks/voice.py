@@ -819,8 +819,14 @@ def status():
     form = this_request().form.to_dict()
     call_sid = form.get("CallSid", "")
     send_card(card_jobs.call_status_payload(form))
-    if form.get("CallStatus") in TERMINAL_STATUSES and form.get("Direction", "inbound") == "inbound":
-        call_ended(call_sid)
+    if form.get("CallStatus") in TERMINAL_STATUSES:
+        direction = form.get("Direction", "inbound")
+        if direction == "inbound":
+            call_ended(call_sid)
+        elif direction == "outbound-api":  # a leg the dialler placed: a callback's agent leg may need settling
+            from telephony import dispatch
+
+            rt().enqueue(dispatch.agent_leg_ended, call_sid, form["CallStatus"])
     return Response(status=204)
 
 
@@ -894,8 +900,16 @@ def outbound_bridge():
     callback = request.args.get("callback")
     agent_lang = whisper_language(rules, agent_id)
     verdict = dialler().check(client, now_utc(), purpose=purpose)
-    if not verdict.allowed:
-        dialler().place_blocked_at_bridge(client, verdict, purpose, agent_id, callback)
+    if not verdict.allowed:  # an opt-out or the window's end landed while the agent's phone rang
+        from telephony import dispatch
+
+        callback_id = int(callback) if callback and callback.isdigit() else None
+        leg = request.form.get("CallSid", "")
+        dialler().log_blocked_at_bridge(client, verdict, purpose=purpose, agent_id=agent_id,
+                                        callback_id=callback_id, call_sid=leg or None)
+        if callback_id is not None:
+            runtime.enqueue(dispatch.callback_blocked_at_bridge, callback_id, agent_id, leg,
+                            verdict.reason, verdict.next_allowed_at)
         return twiml(Script().add(say(rules, agent_lang, "outbound_blocked", reason=verdict.reason or ""), HangupStep()))
     key = "callback_whisper" if callback else "outbound_whisper"
     return twiml(Script().add(

@@ -243,16 +243,19 @@ def test_the_end_of_a_one_agent_talk_needs_only_the_dial_s_action_url(voice: Voi
 
 
 def test_a_talk_the_whisper_could_not_mark_is_handled_not_abandoned(voice: Voice) -> None:
-    """The agent was set away while ringing, so the whisper could not put them on the call,
-    but Twilio bridged it: the end of the talk notes who talked, and the status callback does
-    not take the call for abandoned."""
+    """The agent was set away while ringing, so the whisper could not put them on the call and
+    hangs up on them; should Twilio have bridged the call anyway (a whisper answered by an
+    earlier release), the end of the talk notes who talked, and the status callback does not
+    take the call for abandoned."""
     sid = "CA-away-talk"
     voice.twiml("/voice/incoming", call_params(sid))
     dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
     agent = agent_for(voice, dial_targets_of(dial)[0])
     state = voice.app.extensions["hotline"].state
     state.set_status(agent, "away", time.time(), by="test")
-    voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+    whisper = voice.twiml(dial[0].get("url").removeprefix("http://localhost"),
+                          call_params(sid + "-leg", ParentCallSid=sid))
+    assert [step.tag for step in whisper] == ["Hangup"]
     assert not state.get_call(sid).get("answered_by")
     voice.twiml(dial.get("action").removeprefix("http://localhost"),
                 call_params(sid, DialCallStatus="completed", DialCallDuration="15"))
@@ -262,6 +265,59 @@ def test_a_talk_the_whisper_could_not_mark_is_handled_not_abandoned(voice: Voice
     kinds = [e.kind for e in events(EE_CALLER)]
     assert "call_handled" in kinds and "call_abandoned" not in kinds
     assert state.snapshot([agent], time.time())[0].status == "away"  # their own choice stands
+
+
+def test_an_agent_who_hangs_up_during_the_whisper_is_skipped_freed_and_missed(voice: Voice) -> None:
+    """They answered, heard the whisper and hung up before the bridge: Twilio reports the Dial as
+    not answered. Declined like a ring not answered: a miss, the next agent rung, and the agent
+    available again (on_call has no timer: nothing else would free them)."""
+    sid = "CA-whisper-drop"
+    voice.twiml("/voice/incoming", call_params(sid))
+    dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
+    first = agent_for(voice, dial_targets_of(dial)[0])
+    voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+    state = voice.app.extensions["hotline"].state
+    assert state.snapshot([first], time.time())[0].status == "on_call"
+    second = dial_targets(voice.twiml(dial.get("action").removeprefix("http://localhost"),
+                                      call_params(sid, DialCallStatus="no-answer")))
+    assert second and agent_for(voice, second[0]) != first
+    (dropped,) = state.snapshot([first], time.time())
+    assert (dropped.status, dropped.misses) == ("available", 1)
+
+
+def test_a_caller_who_hangs_up_during_the_whisper_frees_the_agent_without_a_miss(voice: Voice) -> None:
+    sid = "CA-caller-left-whisper"
+    voice.twiml("/voice/incoming", call_params(sid))
+    dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
+    agent = agent_for(voice, dial_targets_of(dial)[0])
+    voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+    voice.twiml(dial.get("action").removeprefix("http://localhost"), call_params(sid, DialCallStatus="canceled"))
+    voice.post("/voice/status", call_params(sid, CallStatus="completed", CallDuration="12", SequenceNumber="0"))
+    (freed,) = voice.app.extensions["hotline"].state.snapshot([agent], time.time())
+    assert (freed.status, freed.misses) == ("available", 0)
+
+
+def test_a_ring_all_agent_answering_after_another_took_the_call_is_hung_up_not_connected(
+        make_app, example_rules_text: str) -> None:  # type: ignore[no-untyped-def]
+    """Twilio keeps ringing the rest of a ring-all while the first answerer's whisper plays, and
+    the state freed them when that agent answered: a second answer must not be bridged, or the
+    agent would talk on a call while the state offers them the next one."""
+    data = yaml.safe_load(always_open_rules(example_rules_text))
+    data["queues"]["support"].pop("high_volume")
+    data["queues"]["support"]["strategy"] = "ring_all"
+    voice = Voice(make_app(yaml.safe_dump(data, allow_unicode=True)))
+    state = voice.app.extensions["hotline"].state
+    sid = "CA-ring-all-twice"
+    voice.twiml("/voice/incoming", call_params(sid))
+    dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
+    rung = [agent_for(voice, endpoint) for endpoint in dial_targets_of(dial)]
+    first = voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(sid + "-a", ParentCallSid=sid))
+    assert "Say" in [step.tag for step in first]
+    late = voice.twiml(dial[1].get("url").removeprefix("http://localhost"), call_params(sid + "-b", ParentCallSid=sid))
+    assert [step.tag for step in late] == ["Hangup"]
+    statuses = {a.id: a.status for a in state.snapshot(rung[:2], time.time())}
+    assert statuses == {rung[0]: "on_call", rung[1]: "available"}
+    assert state.get_call(sid)["answered_by"] == rung[0]
 
 
 def test_a_repeated_dial_action_keeps_the_handle_time_once(voice: Voice) -> None:

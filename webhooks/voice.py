@@ -626,7 +626,14 @@ def whisper():
         found, claimed = runtime.state.call_and_claimed(parent_sid)
         others, e164 = list(claimed), (found or {}).get("e164")
     # also frees the rest of a ring-all, notes who answered, and makes them the number's last agent
-    _, found = runtime.state.answer(agent_id, parent_sid, time.time(), ring=others, e164=e164 or None)
+    held, found = runtime.state.answer(agent_id, parent_sid, time.time(), ring=others, e164=e164 or None)
+    if not held:
+        # The state does not hold this agent for this call: another agent of a ring-all took it
+        # first (Twilio still rings the others while that whisper plays), or a supervisor set the
+        # agent away while the phone rang. Connecting them anyway would book them twice; a hangup
+        # leaves the caller to whoever holds the call, or to the Dial action's next step.
+        log.info("whisper refused: agent not held for the call", agent=agent_id, call=parent_sid)
+        return twiml(Script().add(HangupStep()))
     call = {"sid": parent_sid, **(found or {})}
     agent_lang = whisper_language(rules, agent_id)
     client = call.get("client_name") or call.get("e164") or call.get("from") or "unknown caller"

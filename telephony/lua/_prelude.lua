@@ -98,7 +98,8 @@ local function settle(key, agent, now, log_key)
 end
 
 -- Frees agents still ringing for call_sid (ring-all: someone else answered, or the caller
--- left). Not a miss: they were not needed.
+-- left), and one on_call for it other than except_agent: they accepted the whisper but the
+-- call never connected (the caller left during it). Not a miss: they were not needed.
 local function release_ringing(log_key, keys, ids, call_sid, except_agent, now, now_s, by)
   local released = {}
   for i = 1, #keys do
@@ -106,10 +107,10 @@ local function release_ringing(log_key, keys, ids, call_sid, except_agent, now, 
       local status = settle(keys[i], ids[i], now, log_key)
       if status then
         local f = redis.call('HMGET', keys[i], 'call_sid', 'expired_sid')
-        if status == 'ringing' and f[1] == call_sid then
+        if (status == 'ringing' or status == 'on_call') and f[1] == call_sid then
           redis.call('HSET', keys[i], 'status', 'available', 'status_since', now_s,
             'call_sid', '', 'ring_until', '')
-          log_change(log_key, ids[i], 'ringing', 'available', by, now_s, call_sid)
+          log_change(log_key, ids[i], status, 'available', by, now_s, call_sid)
           index_agent(log_key, keys[i], ids[i])
           released[#released + 1] = ids[i]
         elseif f[2] == call_sid then

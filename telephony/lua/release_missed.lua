@@ -7,8 +7,11 @@ local status = settle(key, id, tonumber(now_s), log_key)
 if not status then return {'', 0} end
 local f = redis.call('HMGET', key, 'call_sid', 'expired_sid', 'misses')
 local misses = num(f[3])
-local ringing_this = status == 'ringing' and f[1] == call_sid
-if not (ringing_this or f[2] == call_sid) then return {status, misses} end
+-- An agent on_call for this call answered the whisper but the call never connected (they hung
+-- up during it): declined, so a miss like not answering, and freed (nothing else would free
+-- them: on_call has no timer).
+local holds_this = (status == 'ringing' or status == 'on_call') and f[1] == call_sid
+if not (holds_this or f[2] == call_sid) then return {status, misses} end
 misses = misses + 1
 -- Either ringing for this call, or its ring expired and settled to available (claims and
 -- people clear expired_sid, so nothing else can match).

@@ -380,3 +380,29 @@ def test_a_callback_s_agent_leg_that_was_not_answered_is_retried_from_its_status
     assert callback_row(callback_id)[:2] == ("pending", 1)
     assert line(app) == [(f"callback:{callback_id}", since)]
     assert agent_status(app, "anna") == "available"
+
+
+def test_an_outbound_call_s_recording_lands_on_the_client_s_card(app: Any) -> None:
+    """Twilio's recording callback names the call but not the client, and the agent leg's state
+    does not either: the bridge's Dial names the client in its recording callback URL."""
+    from urllib.parse import urlsplit
+    from xml.etree import ElementTree as ET
+
+    from tests.conftest import Voice
+
+    _, leg = dialled_callback(app, float(int(time.time()) - 600))
+    bridge = urlsplit(twilio(app).created[0]["Url"])
+    voice = Voice(app)
+    params = {"CallSid": leg, "AccountSid": ACCOUNT_SID, "CallStatus": "in-progress", "Direction": "outbound-api"}
+    dial = ET.fromstring(voice.post(f"{bridge.path}?{bridge.query}", params).get_data()).find("Dial")
+    assert dial is not None
+    callback = urlsplit(dial.get("recordingStatusCallback") or "")
+    recording = {"AccountSid": ACCOUNT_SID, "CallSid": leg, "RecordingSid": "RE" + "1" * 32,
+                 "RecordingUrl": "https://api.twilio.com/rec/RE1", "RecordingStatus": "completed",
+                 "RecordingDuration": "42", "RecordingChannels": "2", "RecordingSource": "DialVerb"}
+    assert voice.post(f"{callback.path}?{callback.query}", recording).status_code == 204
+    voice.run_jobs()
+    (linked,) = card_events("recording_linked")
+    with db.session() as s:
+        client = card.find_client_by_phone(s, CLIENT)
+        assert client is not None and linked.client_id == client.id

@@ -320,6 +320,20 @@ def test_a_ring_all_agent_answering_after_another_took_the_call_is_hung_up_not_c
     assert state.get_call(sid)["answered_by"] == rung[0]
 
 
+def test_a_menu_choice_that_arrives_after_the_caller_hung_up_rings_nobody(voice: Voice) -> None:
+    """Twilio's requests race: the status callback of a caller who pressed 1 and hung up at once
+    may come first. The late dial must not leave an agent ringing for nobody until the ring
+    expires."""
+    sid = "CA-gone-before-menu"
+    voice.twiml("/voice/incoming", call_params(sid))
+    voice.post("/voice/status", call_params(sid, CallStatus="completed", CallDuration="3", SequenceNumber="0"))
+    voice.post("/voice/menu", call_params(sid, Digits="1"))
+    state = voice.app.extensions["hotline"].state
+    agents = list(voice.app.extensions["hotline"].rules.current().queues["support"].agents)
+    assert "ringing" not in {a.status for a in state.snapshot(agents, time.time())}
+    assert not state.claimed(sid)
+
+
 def test_a_repeated_dial_action_keeps_the_handle_time_once(voice: Voice) -> None:
     """Twilio may send the Dial action again: the agent is freed once and the queue's wait
     estimate counts the talk once, also when the agent's status no longer shows the call."""

@@ -814,8 +814,8 @@ def recording():
     rules = runtime.rules.current()
     respond = rules.queues[queue].voicemail.respond_within_minutes if queue in rules.queues else \
         rules.default_voicemail_minutes()
-    caller = call.get("e164") or call.get("from") or numbers.normalize(form.get("From"), rules.hotline.country) \
-        or form.get("From") or None
+    caller = call.get("e164") or call.get("from") or request.args.get("client") \
+        or numbers.normalize(form.get("From"), rules.hotline.country) or form.get("From") or None
     send_card(card_jobs.recording_payload(
         form, kind, queue, respond, request.args.get("lang") or call.get("lang"), caller, now_utc().isoformat()))
     return Response(status=204)
@@ -925,7 +925,8 @@ def outbound_bridge():
             targets=[DialTarget(endpoint=client)],
             action=public_url("voice.outbound_result", client=client, agent=agent_id, callback=callback or ""),
             timeout=engine.ring_timeout_seconds(rules, rules.default_queue()) + 20,
-            recording_callback=public_url("voice.recording", kind="call"),
+            # Twilio's recording callback names no client: the URL does, or it lands on no card
+            recording_callback=public_url("voice.recording", kind="call", client=client),
             caller_id=rules.hotline.numbers[0],
         ),
     ))

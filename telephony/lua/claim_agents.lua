@@ -8,6 +8,9 @@ local now_s, call_sid, count, ring_until, ttl = ARGV[1], ARGV[2], tonumber(ARGV[
 local dial = ARGV[6] == '1'
 local now = tonumber(now_s)
 local claimed = {}
+-- A dial for a call whose caller has already gone (the status callback came first: a hang-up
+-- as the menu or a Dial action was answered) claims nobody: an agent would ring for no one.
+if dial and redis.call('HGET', call_key, 'ended') == '1' then return claimed end
 for i = 5, #KEYS do
   if #claimed >= count then break end
   local id = ARGV[i + 2]

@@ -190,6 +190,30 @@ def test_webhook_events_wait_in_the_list_and_a_dead_drainers_batch_is_replayed_o
     assert rows("CAb1") == landed
 
 
+def test_a_running_drainer_applies_a_dead_drainers_batch_once_it_has_sat_there(voice: Voice) -> None:
+    """Several workers: one is killed mid-batch while the others keep running (none restarts).
+    A running drainer finds the same payloads still at the head of `processing` after
+    ORPHAN_SECONDS and applies them; a batch merely in flight is left alone."""
+    from webhooks.card_events import ORPHAN_SECONDS
+
+    runtime = voice.app.extensions["hotline"]
+    pending = runtime.state.keys.card_events("pending")
+    processing = runtime.state.keys.card_events("processing")
+    voice.twiml("/voice/incoming", call_params("CAb9"))
+    conn = worker_connection(voice.app)
+    dead, alive = CardEventDrainer(runtime, conn), CardEventDrainer(runtime, conn)
+    moved = dead._move(keys=[pending, processing], args=[200])  # then the worker is killed
+    assert moved
+
+    assert alive.check_orphans(1000.0) == 0  # first sight: could be a batch in flight
+    assert alive.check_orphans(1000.0 + ORPHAN_SECONDS / 2) == 0
+    assert conn.llen(processing) == len(moved) and rows("CAb9") == []
+    assert alive.check_orphans(1000.0 + ORPHAN_SECONDS) == len(moved)
+    assert conn.llen(processing) == 0
+    assert "call_arrived" in {kind for kind, _, _ in rows("CAb9")}
+    assert alive.check_orphans(2000.0) == 0  # nothing left
+
+
 def test_a_batch_that_cannot_be_applied_goes_to_rq_one_payload_per_job(voice: Voice, db: str) -> None:
     from rq.registry import ScheduledJobRegistry
 

@@ -6,8 +6,9 @@ write (`LiveState`'s carrier scripts) or by `Runtime.push_card_payloads` at its 
 process moves up to `BATCH` of them at a time, atomically (Lua), onto
 `Keys.card_events("processing")`, applies them in one transaction
 (`recordings.jobs.apply_event_batch`), then removes them from `processing`. A drainer that dies
-mid-batch leaves its payloads in `processing`; the next drainer to start re-applies them
-(every payload has a key, so nothing lands twice).
+mid-batch leaves its payloads in `processing`; the next drainer to start re-applies them, and
+a running drainer does too once they have sat there for `ORPHAN_SECONDS` (every payload has a
+key, so nothing lands twice).
 
 A batch that fails to apply is judged by whether the database answers. If it does not (down,
 unreachable, failing over), the batch stays in `processing` and the drainer backs off, then
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import redis as redis_lib
@@ -36,6 +38,7 @@ BLOCK_SECONDS = 1  # an idle drainer waits this long for a payload; also how soo
 # carries many events instead of a few (each transaction has a fixed cost: connection, number
 # lookup, commit). Bounds the added card lag; the target is 1 s.
 LINGER_SECONDS = 0.1
+ORPHAN_SECONDS = 30  # payloads this long at the head of `processing` belong to a drainer that died
 OUTAGE_BACKOFF_SECONDS = (1, 2, 5, 10, 30)  # between tries while the database is down, then the last
 
 
@@ -83,6 +86,7 @@ class CardEventDrainer:
         self._done = conn.register_script(_DONE)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._probe: tuple[float, list[Any]] | None = None  # (when, head of `processing`) last seen
 
     # --- one step ----------------------------------------------------------------------------
 
@@ -113,6 +117,24 @@ class CardEventDrainer:
         for start in range(0, len(raw), self.batch):
             self._apply(raw[start:start + self.batch])
         return len(raw)
+
+    def check_orphans(self, now: float) -> int:
+        """Re-apply `processing` when the same payloads have sat at its head for ORPHAN_SECONDS:
+        a drainer applies a batch in well under a second, so they are a dead drainer's (a worker
+        killed mid-batch while others keep running, which would otherwise wait for the next
+        worker to start). Returns how many payloads were re-applied."""
+        head: list[Any] = self.conn.lrange(self.processing, 0, self.batch - 1)
+        if not head:
+            self._probe = None
+            return 0
+        if self._probe is None or self._probe[1] != head:
+            self._probe = (now, head)
+            return 0
+        if now - self._probe[0] < ORPHAN_SECONDS:
+            return 0
+        self._probe = None
+        log.warning("card event drainer: re-applying a batch left in processing by a drainer that stopped")
+        return self.recover()
 
     def drain_once(self, block: int = 0) -> int:
         """Apply one batch; with `block`, wait up to that many seconds for the first payload."""
@@ -153,6 +175,7 @@ class CardEventDrainer:
     def run(self) -> None:
         recovered = False
         outages = 0  # consecutive tries that found the database down
+        probed = 0.0
         while not self._stop.is_set():
             try:
                 if not recovered:
@@ -160,6 +183,9 @@ class CardEventDrainer:
                     recovered = True
                 self.drain_once(block=BLOCK_SECONDS)
                 outages = 0
+                if time.monotonic() - probed >= ORPHAN_SECONDS / 2:
+                    probed = time.monotonic()
+                    self.check_orphans(probed)
             except DatabaseUnavailable as outage:
                 pause = OUTAGE_BACKOFF_SECONDS[min(outages, len(OUTAGE_BACKOFF_SECONDS) - 1)]
                 log.warning("card event drainer: database unavailable; %s; retrying in %d s", outage, pause)

@@ -165,7 +165,9 @@ def _route(rules: Rules, call: CallInput, head: Explanation, agents: Sequence[en
     if not engine.is_open(rules, queue, call.at):
         next_open = engine.next_open_at(rules, queue, call.at)
         local_next = next_open.astimezone(engine.zone(rules)) if next_open else None
-        spoken = when_text(lang, local_next, head.local_time) if local_next else ""
+        def spoken(language: str) -> str:  # worded by whichever language speaks the prompt
+            return when_text(language, local_next, head.local_time) if local_next else ""
+
         says = (*intro, _say(rules, lang, "closed", next_open=spoken), _say(rules, lang, "closed_offer"),
                 _say(rules, lang, "voicemail_prompt"))
         opens = f"opens {local_next:%a %Y-%m-%d %H:%M}" if local_next else "does not open within a year"

@@ -332,6 +332,10 @@ def template(rules: Rules, lang: str, key: str) -> str:
 def prompt(rules: Rules, lang: str, key: str, **values: Any) -> Prompt:
     """Text and voicing of `key` in `lang` (unconfigured languages fall back to the default).
 
+    A value may be a function of the language (`next_open=lambda lang: when_text(lang, …)`): a
+    prompt spoken in another language, for want of a voice in this one, then says it in its own
+    words rather than this language's inside another's sentence.
+
     `company`, `department` (the hotline's, for greetings) and `options` (for "menu") are filled
     from the rules unless passed. Unknown keys raise KeyError: that is a programming error.
     """
@@ -339,6 +343,8 @@ def prompt(rules: Rules, lang: str, key: str, **values: Any) -> Prompt:
         raise KeyError(f"unknown prompt key {key!r}")
     if lang not in rules.languages:
         lang = rules.hotline.default_language
+    given = values
+    values = {name: value(lang) if callable(value) else value for name, value in given.items()}  # worded per language
     text_template = template(rules, lang, key)
     names = placeholders(text_template)
     filled = _rules_values(rules, lang, key, names) | values
@@ -355,7 +361,7 @@ def prompt(rules: Rules, lang: str, key: str, **values: Any) -> Prompt:
     if voice.say_language is None and audio_url is None:
         spoken = _spoken_language(rules)
         if spoken is not None:
-            fallback = prompt(rules, spoken, key, **values)
+            fallback = prompt(rules, spoken, key, **given)  # its own words for a value that has them
     return Prompt(text, voice.say_language, voice.voice, audio_url, fallback)
 
 

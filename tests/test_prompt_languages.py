@@ -134,3 +134,22 @@ def test_every_recording_an_estonian_caller_is_played_exists(voice: Voice) -> No
     assert len(urls) >= 8
     for url in urls:
         assert voice.client.get(url.replace("http://localhost", "")).status_code == 200, url
+
+
+def test_a_prompt_spoken_in_another_language_says_its_values_in_that_language(rules: Rules) -> None:
+    """Estonian has no <Say> voice: a prompt without a recording is spoken in the fallback
+    language, and a value worded per language ("tomorrow at 08:00") must be worded in that
+    language too, not Estonian words inside an English sentence."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from routing_rules.prompts import when_text
+
+    zone = ZoneInfo("Europe/Tallinn")
+    now, opens = datetime(2026, 12, 7, 20, 0, tzinfo=zone), datetime(2026, 12, 8, 8, 0, tzinfo=zone)
+    spoken = prompt(rules, "et", "closed", next_open=lambda lang: when_text(lang, opens, now))
+    assert spoken.audio_url is None and spoken.fallback is not None, "the test needs an unrecorded prompt"
+    assert when_text("et", opens, now) in spoken.text  # the Estonian text keeps Estonian words
+    assert (spoken.fallback.say_language or "").startswith("en")  # the example's spoken fallback
+    assert when_text("en", opens, now) in spoken.fallback.text
+    assert when_text("et", opens, now) not in spoken.fallback.text

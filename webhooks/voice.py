@@ -501,7 +501,10 @@ def route_to_queue(rules: Rules, call: dict[str, str], queue: str, lang: str, *,
     if not is_open:
         next_open = engine.next_open_at(rules, queue, now)
         local_now = now.astimezone(engine.zone(rules))
-        spoken = when_text(lang, next_open.astimezone(engine.zone(rules)), local_now) if next_open else ""
+        opens = next_open.astimezone(engine.zone(rules)) if next_open else None
+
+        def spoken(language: str) -> str:  # in the words of whichever language speaks the prompt
+            return when_text(language, opens, local_now) if opens else ""
         record_event(call, "closed", {"queue": queue, "next_open_at": next_open.isoformat() if next_open else None})
         script.add(GatherStep(
             action=public_url("voice.offer", queue=queue, lang=lang, closed=1),

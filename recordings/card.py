@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from routing_rules.outbound import ConvenientWindow
 
@@ -1077,6 +1077,12 @@ def claim_callback(s: Session, callback_id: int, agent_id: str | None) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def callback_attempt_key(callback_id: int, call_sid: str) -> str:
+    """The key of the attempt one outbound call made: a call is counted once, however often
+    its result arrives (an RQ retry, a repeated Dial action)."""
+    return f"callback:{callback_id}:attempt:{call_sid}"
+
+
 def record_callback_attempt(
     s: Session,
     callback_id: int,
@@ -1089,20 +1095,31 @@ def record_callback_attempt(
     data: dict[str, Any] | None = None,
 ) -> Callback:
     """Count one attempt. `completed` closes it; with `retry_at` it waits for the next try;
-    otherwise it is given up (`blocked` when the guard refused, else `failed`)."""
+    otherwise it is given up (`blocked` when the guard refused, else `failed`).
+
+    With `call_sid` (the call the result is about) the attempt is keyed by it and a repeat
+    changes nothing. A closed callback is left as it is: a late result neither reopens nor
+    recounts it. Callers that apply a placed call's result check that the callback is still
+    `dialling`; a call Twilio refused to place is counted while it is `pending`.
+    """
     cb = _get_or_raise(s, Callback, callback_id)
+    if not cb.is_open:
+        return cb
     at = _now(at)
-    cb.attempts += 1
-    cb.last_result = result
-    cb.agent_id = agent_id or cb.agent_id
     event = {
         "callback_id": cb.id,
-        "attempt": cb.attempts,
+        "attempt": cb.attempts + 1,
         "result": result,
         "retry_at": _iso(retry_at),
         **(data or {}),
     }
-    append_event(s, cb.client_id, "callback_attempt", event, at, call_sid, agent_id, cb.queue)
+    key = callback_attempt_key(cb.id, call_sid) if call_sid else None
+    added = append_event(s, cb.client_id, "callback_attempt", event, at, call_sid, agent_id, cb.queue, key=key)
+    if added is None:
+        return cb  # this call's attempt is on the card already (even written concurrently)
+    cb.attempts += 1
+    cb.last_result = result
+    cb.agent_id = agent_id or cb.agent_id
     if result == "completed":
         cb.status, cb.closed_at, cb.next_attempt_at = "completed", at, None
         append_event(
@@ -1197,14 +1214,15 @@ def schedule_callback_retry(
 ) -> bool:
     """Count a failed attempt; retry at `retry_at` unless `max_attempts` is used up.
 
-    Returns True while the callback is still open.
+    Returns True when the callback waits for its next try (False: given up or closed, or a
+    repeat of `call_sid`'s result found it dialling again for a later call).
     """
     cb = _get_or_raise(s, Callback, callback_id)
     last = cb.attempts + 1 >= max_attempts
     cb = record_callback_attempt(
         s, callback_id, why, at=at, call_sid=call_sid, retry_at=None if last else retry_at
     )
-    return cb.is_open
+    return cb.status == "pending"
 
 
 def block_callback(
@@ -1367,37 +1385,75 @@ def resolve_complaint(
     return row
 
 
-def _overdue_complaint(now: datetime) -> sa.ColumnElement[bool]:
+COMPLAINT_STAGES = ("acknowledge", "resolve")  # each deadline is escalated once, in this order
+
+
+def complaint_overdue(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(*(complaint_stage_overdue(stage, now) for stage in COMPLAINT_STAGES))
+
+
+def complaint_stage_overdue(stage: str, now: datetime) -> sa.ColumnElement[bool]:
+    """The complaint missed this stage's deadline and the stage is still not done."""
+    if stage == "acknowledge":
+        return sa.and_(Complaint.status == "open", Complaint.ack_due_at < now)
+    return sa.and_(Complaint.status != "resolved", Complaint.resolve_due_at < now)
+
+
+def complaint_stage_due(stage: str) -> InstrumentedAttribute[datetime]:
+    return Complaint.ack_due_at if stage == "acknowledge" else Complaint.resolve_due_at
+
+
+def complaint_escalation_key(complaint_id: int, stage: str) -> str:
+    return f"complaint:{complaint_id}:escalated:{stage}"
+
+
+def _escalation_key(suffix: str = "") -> sa.ColumnElement[str]:
+    """`complaint_escalation_key` in SQL, for the complaint of the enclosing query."""
+    return sa.literal("complaint:") + sa.cast(Complaint.id, sa.String) + f":escalated{suffix}"
+
+
+def complaint_stage_event(stage: str) -> sa.ColumnElement[bool]:
+    """The stage's escalation event (keyed by the stage) is on the card."""
+    return sa.exists().where(CardEvent.key == _escalation_key(f":{stage}"))
+
+
+def complaint_stage_escalated(stage: str) -> sa.ColumnElement[bool]:
+    """The stage was escalated: its event is on the card, or, from before stages, the one
+    `complaint:{id}:escalated` event names it as `missed`."""
     return sa.or_(
-        sa.and_(Complaint.status == "open", Complaint.ack_due_at < now),
-        sa.and_(Complaint.status != "resolved", Complaint.resolve_due_at < now),
+        complaint_stage_event(stage),
+        sa.exists().where(CardEvent.key == _escalation_key(), CardEvent.data["missed"].as_string() == stage),
     )
 
 
 def escalate_overdue_complaints(s: Session, now: datetime) -> list[Complaint]:
-    """Mark complaints past a deadline as escalated (once each) and put it on the card."""
-    rows = list(
-        s.scalars(
+    """Escalate each missed deadline (acknowledge, resolve) once: a `complaint_escalated` event
+    per stage, keyed by it, so a complaint acknowledged late and then left unresolved is
+    escalated twice. Returns the complaints escalated now; `escalated_at` is the first time."""
+    escalated: dict[int, Complaint] = {}
+    for stage in COMPLAINT_STAGES:
+        rows = list(s.scalars(
             sa.select(Complaint)
-            .where(Complaint.escalated_at.is_(None), _overdue_complaint(now))
-            .order_by(Complaint.opened_at)
-        )
-    )
-    for row in rows:
-        row.escalated_at = now
-        missed = "acknowledge" if row.status == "open" and row.ack_due_at < now else "resolve"
-        append_event(
-            s,
-            row.client_id,
-            "complaint_escalated",
-            {"complaint_id": row.id, "missed": missed},
-            now,
-            row.call_sid,
-            queue=row.queue,
-            key=f"complaint:{row.id}:escalated",
-        )
+            .where(complaint_stage_overdue(stage, now), ~complaint_stage_escalated(stage))
+            .order_by(Complaint.opened_at, Complaint.id)
+        ))
+        for row in rows:
+            added = append_event(
+                s,
+                row.client_id,
+                "complaint_escalated",
+                {"complaint_id": row.id, "missed": stage},
+                now,
+                row.call_sid,
+                queue=row.queue,
+                key=complaint_escalation_key(row.id, stage),
+            )
+            if added is None:
+                continue  # a concurrent check escalated this stage
+            row.escalated_at = row.escalated_at or now
+            escalated.setdefault(row.id, row)
     s.flush()
-    return rows
+    return sorted(escalated.values(), key=lambda row: (row.opened_at, row.id))
 
 
 def list_complaints(
@@ -1406,7 +1462,7 @@ def list_complaints(
     """By exact status, `unresolved`, `overdue` (a deadline passed), or all when None."""
     query = sa.select(Complaint).order_by(Complaint.opened_at, Complaint.id).limit(limit)
     if status == "overdue":
-        query = query.where(_overdue_complaint(_now(now)))
+        query = query.where(complaint_overdue(_now(now)))
     elif status == "unresolved":
         query = query.where(Complaint.status != "resolved")
     elif status is not None:

@@ -1,8 +1,9 @@
 """The periodic overdue check: escalate late complaints, tell the on-duty supervisor once.
 
 `check_overdue` runs as an RQ job every `rules.alerts.check_every_seconds` (it schedules its own
-next run; `start_checks` starts the chain when a worker starts, and again if it was lost). Each overdue voicemail,
-callback or complaint gets one alert row (`recordings.overdue`); delivery is a JSON POST to
+next run; `start_checks` starts the chain when a worker starts, and again if it was lost). Each overdue voicemail
+and callback gets one alert row (`recordings.overdue`), a complaint one per missed deadline
+(acknowledge, then resolve); delivery is a JSON POST to
 `alerts.webhook_url` and an SMS to each of `alerts.sms_to` through Twilio's Messages API, and is
 retried on later runs until a channel accepts it. Receivers can de-duplicate by the
 `X-Hotline-Alert-Key` header.
@@ -52,6 +53,7 @@ def alert_payload(alert: Any, rules: Rules, supervisor: dict[str, str] | None,
         "type": "overdue",
         "key": alert.key,
         "kind": alert.kind,
+        "stage": overdue.alert_stage(alert.key),  # a complaint's missed deadline, else None
         "id": alert.item_id,
         "client_id": alert.client_id,
         "queue": alert.queue,
@@ -65,8 +67,9 @@ def alert_payload(alert: Any, rules: Rules, supervisor: dict[str, str] | None,
 def sms_text(payload: dict[str, Any]) -> str:
     where = f" in {payload['queue']}" if payload["queue"] else ""
     client = f", client {payload['client_id']}" if payload["client_id"] else ""
+    stage = f" to {payload['stage']}" if payload.get("stage") else ""
     return (f"{payload['company']}: {payload['kind']} {payload['id']}{where}{client} is "
-            f"{payload['overdue_minutes']} min overdue.")
+            f"{payload['overdue_minutes']} min overdue{stage}.")
 
 
 def deliver(payload: dict[str, Any], rules: Rules) -> str | None:
@@ -95,13 +98,14 @@ def deliver(payload: dict[str, Any], rules: Rules) -> str | None:
 
 
 def check_overdue(now_iso: str | None = None) -> dict[str, int]:
-    """Escalate overdue complaints, record an alert per overdue item once, deliver unsent ones."""
+    """Escalate overdue complaints (once per missed deadline), record an alert per overdue item
+    once (only items without one are read: the work follows what is new), deliver unsent ones."""
     ctx = context.current()
     rules = ctx.current_rules()
     now = datetime.fromisoformat(now_iso) if now_iso else datetime.now(UTC)
     with db.session() as s:
         escalated = card.escalate_overdue_complaints(s, now)
-        created = overdue.record_alerts(s, overdue.overdue_items(s, now), now)
+        created = overdue.record_alerts(s, overdue.items_to_alert(s, now), now)
         to_send = overdue.claim_unsent(s, now)
         for row in to_send:
             s.expunge(row)

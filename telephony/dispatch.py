@@ -212,7 +212,12 @@ def _retry_or_give_up(s, callback_id: int, queue: str, since: float, why: str) -
 
 def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: str, duration: int,
                       callback_id: int | None) -> None:
-    """The client leg of an outbound call ended: free the agent and settle the callback."""
+    """The client leg of an outbound call ended: free the agent and settle the callback.
+
+    Once per call (`call_sid`, the agent's leg that ran the bridge): a repeat (an RQ retry after
+    the commit, a repeated Dial action) finds the callback settled, or dialling again for a later
+    call with this call's attempt already on the card, and changes nothing.
+    """
     ctx = context.current()
     rules = ctx.current_rules()
     now = time.time()
@@ -226,12 +231,20 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
     queue = call.get("queue")
     if callback_id is not None:
         with db.session() as s:
-            if dial_status in ("completed", "answered"):
-                card.complete_callback(s, callback_id, agent_id=agent_id, call_sid=call_sid, duration=duration)
-            elif queue:
-                cb = card.get_callback(s, callback_id)
-                since = _aware(cb.first_queued_at).timestamp() if cb and cb.first_queued_at else now
-                _retry_or_give_up(s, callback_id, queue, since, f"client {dial_status}")
+            cb = card.get_callback(s, callback_id)
+            if cb is not None and cb.status == "dialling":
+                if dial_status in ("completed", "answered"):
+                    card.complete_callback(s, callback_id, agent_id=agent_id, call_sid=call_sid,
+                                           duration=duration)
+                elif queue:
+                    since = _aware(cb.first_queued_at).timestamp() if cb.first_queued_at else now
+                    retry = rules.queues[queue].callback  # as _retry_or_give_up, but keyed by this call
+                    waits = card.schedule_callback_retry(
+                        s, callback_id, f"client {dial_status}",
+                        datetime.now(UTC) + timedelta(minutes=retry.retry_spacing_minutes),
+                        retry.max_attempts, call_sid=call_sid)
+                    if waits:
+                        ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
     ctx.enqueue(agent_freed, queue)
 
 

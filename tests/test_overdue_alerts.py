@@ -11,13 +11,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
+from sqlalchemy.orm import Session
 from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
 from recordings import card, db, overdue
-from recordings.models import Alert, Complaint
+from recordings.models import Alert, Complaint, Voicemail
 from telephony import alerts
 from telephony.context import job_id
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, Voice, always_open_rules
@@ -199,3 +201,85 @@ def test_the_check_schedules_its_next_run_once_per_interval(app_with_receiver) -
     Voice(app_with_receiver).run_jobs()
     scheduled = ScheduledJobRegistry(queue=runtime.jobs).get_job_ids()
     assert len(scheduled) == 1 and scheduled[0].startswith(job_id(runtime.jobs.name, alerts.CHECK_JOB_ID))
+
+
+# --- a run reads the new overdue work, not every overdue item ever -------------------------------
+
+
+class Reads:
+    """Counts, while installed, the rows every ORM SELECT returns and the most parameters any
+    statement binds (psycopg refuses more than 65,535 in one statement)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.most_parameters = 0
+
+    def on_select(self, state: Any) -> Any:
+        if not state.is_select:
+            return None
+        frozen = state.invoke_statement().freeze()
+        self.rows += len(frozen.data)
+        return frozen()
+
+    def on_statement(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                     executemany: bool) -> None:
+        if not executemany and parameters:
+            self.most_parameters = max(self.most_parameters, len(parameters))
+
+    def __enter__(self) -> Reads:
+        sa.event.listen(Session, "do_orm_execute", self.on_select)
+        sa.event.listen(db.engine(), "before_cursor_execute", self.on_statement)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sa.event.remove(Session, "do_orm_execute", self.on_select)
+        sa.event.remove(db.engine(), "before_cursor_execute", self.on_statement)
+
+
+def overdue_voicemails(client_id: int, count: int, first: int, due_at: datetime) -> list[int]:
+    with db.session() as s:
+        rows = [{"recording_sid": f"RE{n:032d}", "url": f"https://api.twilio.com/r/{n}", "client_id": client_id,
+                 "queue": "support", "created_at": due_at - timedelta(hours=4), "due_at": due_at, "status": "open"}
+                for n in range(first, first + count)]
+        s.execute(sa.insert(Voicemail), rows)
+        return list(s.scalars(sa.select(Voicemail.id).where(Voicemail.recording_sid.in_(
+            [r["recording_sid"] for r in rows])).order_by(Voicemail.id)))
+
+
+def test_a_check_reads_only_the_overdue_items_not_alerted_yet(app_with_receiver, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        client_id = card.find_or_create_client(s, CALLER)[0].id
+    old = overdue_voicemails(client_id, 300, 0, NOW - timedelta(days=30))
+    with db.session() as s:  # alerted and sent long ago, still open
+        s.execute(sa.insert(Alert), [{"key": f"voicemail:{i}:overdue", "kind": "voicemail", "item_id": i,
+                                      "client_id": client_id, "queue": "support", "due_at": NOW - timedelta(days=30),
+                                      "created_at": NOW - timedelta(days=30), "sent_at": NOW - timedelta(days=30),
+                                      "attempts": 1} for i in old])
+    new = overdue_voicemails(client_id, 2, 1000, NOW - timedelta(minutes=5))
+
+    with app_with_receiver.app_context(), Reads() as reads:
+        assert alerts.check_overdue(NOW.isoformat()) == {"escalated": 0, "alerts": 2, "sent": 2}
+
+    assert sorted(r["key"] for r in receiver.received) == sorted(f"voicemail:{i}:overdue" for i in new)
+    # rows: the two new items and their alerts, claimed and re-read, never the 300 alerted ones;
+    # parameters: at most an alert row's columns, never one per overdue item
+    assert reads.rows <= 10 and reads.most_parameters <= 20
+    with db.session() as s:
+        assert overdue.overdue_counts(s, NOW)["voicemails"] == 302
+
+
+def test_a_backlog_of_overdue_items_is_alerted_a_page_at_a_time_oldest_first(app_with_receiver) -> None:  # type: ignore[no-untyped-def]
+    ids = open_items(NOW)
+    with db.session() as s:
+        client_id = card.find_or_create_client(s, CALLER)[0].id
+    older = overdue_voicemails(client_id, 2, 2000, NOW + timedelta(minutes=30))
+    late = NOW + timedelta(hours=5)  # complaint (+60 min), older voicemails (+30 min), callback (+2 h), voicemail (+4 h)
+    with db.session() as s:
+        card.escalate_overdue_complaints(s, late)
+        pages = []
+        while page := overdue.items_to_alert(s, late, limit=2):
+            pages.append([item.key for item in page])
+            overdue.record_alerts(s, page, late)
+    assert pages == [[f"voicemail:{older[0]}:overdue", f"voicemail:{older[1]}:overdue"],
+                     [f"complaint:{ids['complaint']}:overdue", f"callback:{ids['callback']}:overdue"],
+                     [f"voicemail:{ids['voicemail']}:overdue"]]

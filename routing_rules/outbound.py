@@ -307,15 +307,24 @@ def _layer(window: Window) -> _Layer:
 
 
 def _client_layer(w: ConvenientWindow) -> _Layer:
+    """The client's window per weekday. A window that wraps past midnight belongs to the
+    evening it starts on: "Fri 22:00-02:00" is Friday 22:00-24:00 plus Saturday 00:00-02:00."""
     start, end = _minutes(w.start, allow_24=True), _minutes(w.end, allow_24=True)
-    if start == end:
-        ranges: _Ranges = ((0, 24 * 60),)  # "any time": a degenerate entry narrows nothing
-    elif start < end:
-        ranges = ((start, end),)
-    else:
-        ranges = _merge([(0, end), (start, 24 * 60)])
     days = set(w.days) if w.days else set(WEEKDAYS)
-    return _Layer(tuple(ranges if d in days else () for d in WEEKDAYS), "open")
+    week: list[list[tuple[int, int]]] = [[] for _ in WEEKDAYS]
+    for i, day in enumerate(WEEKDAYS):
+        if day not in days:
+            continue
+        if start == end:
+            week[i].append((0, 24 * 60))  # "any time": a degenerate entry narrows nothing
+        elif start < end:
+            week[i].append((start, end))
+        else:
+            if start < 24 * 60:
+                week[i].append((start, 24 * 60))
+            if end > 0:
+                week[(i + 1) % 7].append((0, end))  # after midnight: the next day's date
+    return _Layer(tuple(_merge(d) for d in week), "open")
 
 
 _STRICTNESS: dict[HolidayRule, int] = {"open": 0, "as_sunday": 1, "closed": 2}

@@ -5,6 +5,10 @@ number's first 9 digits and its type, the region on the area code, and the verdi
 (zones, region, card facts) at one `now`. Each number is parsed and typed once (that part is
 per number by nature); everything after it is looked up. Same decisions as
 `outbound_verdict` per number, which the benchmark checks.
+
+`hotline screen` passes the store's opt-out sets and `stored_cards`, which reads the cards'
+zones and windows for each batch of rows in one query, so a screened number gets the verdict
+the dialler (`Dialler.check`) gives it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,23 @@ import csv
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 
 import phonenumbers
+import sqlalchemy as sa
 from phonenumbers import PhoneNumberType
+from sqlalchemy.orm import Session
 
-from routing_rules.outbound import OutboundPolicy, OutboundTarget, Verdict, outbound_verdict
+from recordings import db
+from recordings.models import Client, PhoneNumber
+from routing_rules.outbound import (
+    ConvenientWindow,
+    OutboundPolicy,
+    OutboundTarget,
+    Verdict,
+    outbound_verdict,
+)
 
 from . import numbers
 from .numbers import CardFacts
@@ -27,6 +42,9 @@ CSV_COLUMNS = ["number", "e164", "verdict", "reason", "zones", "next_allowed_at_
                "next_allowed_local"]
 _NUMBER_HEADERS = {"number", "phone", "e164", "to", "msisdn"}
 PROGRESS_EVERY = 10_000
+CARD_BATCH = 500  # numbers per card read: one IN (...) query, under SQLite's oldest 999-parameter cap
+
+CardReader = Callable[[Collection[str]], Mapping[str, CardFacts]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +99,8 @@ def screen(
     policy: OutboundPolicy,
     now: datetime,
     cards: Mapping[str, CardFacts] | None = None,
+    read_cards: CardReader | None = None,
+    card_batch: int = CARD_BATCH,
     purpose: str | None = None,
     default_region: str = "EE",
 ) -> Iterator[ScreenResult]:
@@ -88,27 +108,78 @@ def screen(
 
     `opted_out_numbers` are E.164 numbers opted out themselves; `opted_out_clients` are E.164
     numbers whose client opted out; `cards` maps E.164 to a card's facts (zone, window).
+    `read_cards` replaces `cards` for lists too long to look up at once: it is called with the
+    E.164s of every `card_batch` rows and returns the cards among them (`stored_cards`).
     """
+    if cards is not None and read_cards is not None:
+        raise ValueError("pass cards or read_cards, not both")
     resolver = _Resolver(default_region)
     verdicts: dict[tuple[object, ...], Verdict] = {}
     purpose_name = purpose or "default"
-    for raw in rows:
-        e164, country, subdivision, zones = resolver.resolve(raw)
-        card = cards.get(e164) if cards is not None and e164 is not None else None
+
+    def judge(raw: str, e164: str | None, country: str | None, subdivision: str | None,
+              zones: tuple[str, ...], card: CardFacts | None) -> ScreenResult:
         client_out = e164 is not None and e164 in opted_out_clients or bool(card and card.opted_out)
         number_out = e164 is not None and e164 in opted_out_numbers or bool(
             card and card.number_opted_out)
-        key = (e164 is None, country, subdivision, zones, client_out, number_out,
-               card.stored_zone if card else None, card.window if card else None)
+        stored_zone = (card.stored_zone or None) if card else None  # as numbers.outbound_target
+        window = card.window if card else None
+        key = (e164 is None, country, subdivision, zones, client_out, number_out, stored_zone,
+               window)
         verdict = verdicts.get(key)
         if verdict is None:
             target = OutboundTarget(
                 e164=e164, country=country, subdivision=subdivision, zones=zones,
-                stored_zone=card.stored_zone if card else None, client_opted_out=client_out,
-                number_opted_out=number_out, convenient=card.window if card else None,
-                purpose=purpose_name)
+                stored_zone=stored_zone, client_opted_out=client_out,
+                number_opted_out=number_out, convenient=window, purpose=purpose_name)
             verdict = verdicts[key] = outbound_verdict(target, policy, now)
-        yield ScreenResult(raw, e164, verdict)
+        return ScreenResult(raw, e164, verdict)
+
+    resolved = ((raw, *resolver.resolve(raw)) for raw in rows)
+    if read_cards is None:
+        for raw, e164, country, subdivision, zones in resolved:
+            card = cards.get(e164) if cards is not None and e164 is not None else None
+            yield judge(raw, e164, country, subdivision, zones, card)
+        return
+    while batch := list(islice(resolved, max(1, card_batch))):
+        found = read_cards({row[1] for row in batch if row[1] is not None})
+        for raw, e164, country, subdivision, zones in batch:
+            yield judge(raw, e164, country, subdivision, zones,
+                        found.get(e164) if e164 is not None else None)
+
+
+def cards_of(s: Session, e164s: Collection[str]) -> dict[str, CardFacts]:
+    """The stored zone and convenient window of the cards holding these numbers, read
+    `CARD_BATCH` numbers per query; numbers whose card sets neither are left out.
+
+    Opt-outs are not read here: bulk screening takes them as sets (`card.opted_out_sets`).
+    The facts are built as `card.outbound_facts` builds them for the dialler, so a screened
+    number gets the dialler's verdict.
+    """
+    wanted = list(e164s)
+    found: dict[str, CardFacts] = {}
+    for i in range(0, len(wanted), CARD_BATCH):
+        query = (
+            sa.select(PhoneNumber.e164, Client.zone, Client.convenient_from, Client.convenient_to,
+                      Client.convenient_days)
+            .join(Client, Client.id == PhoneNumber.client_id)
+            .where(PhoneNumber.e164.in_(wanted[i:i + CARD_BATCH]))
+        )
+        for e164, zone, start, end, days in s.execute(query):
+            window = None
+            if start and end:  # validated like the constructor: a bad stored day fails loudly
+                window = ConvenientWindow.model_validate(
+                    {"start": start, "end": end, "days": tuple(days) if days else None})
+            if zone or window is not None:
+                found[e164] = CardFacts(stored_zone=zone or None, window=window)
+    return found
+
+
+def stored_cards(e164s: Collection[str]) -> dict[str, CardFacts]:
+    """`cards_of` in a short read-only session of its own: a `read_cards` for `screen`, so a
+    screening of millions of rows holds no transaction open between batches."""
+    with db.session(readonly=True) as s:
+        return cards_of(s, e164s)
 
 
 def screen_csv(
@@ -119,11 +190,15 @@ def screen_csv(
     now: datetime,
     progress: Callable[[int], None] | None = None,
     *,
+    opted_out_clients: Collection[str] = frozenset(),
+    read_cards: CardReader | None = None,
     purpose: str | None = None,
     default_region: str = "EE",
 ) -> dict[str, int]:
     """Screen a CSV of numbers into a CSV of verdicts (`hotline screen FILE.csv`).
 
+    `opted_out` are numbers opted out themselves, `opted_out_clients` numbers whose client
+    opted out; `read_cards` (e.g. `stored_cards`) reads the cards' zones and windows per batch.
     The number is taken from a column named number/phone/e164/to/msisdn when the first row is
     such a header, else from the first column. Returns counts: rows, allowed, and per reason.
     """
@@ -133,7 +208,8 @@ def screen_csv(
         raws = _numbers_column(csv.reader(src))
         writer = csv.writer(dst)
         writer.writerow(CSV_COLUMNS)
-        for result in screen(raws, opted_out, policy=policy, now=now, purpose=purpose,
+        for result in screen(raws, opted_out, opted_out_clients, policy=policy, now=now,
+                             read_cards=read_cards, purpose=purpose,
                              default_region=default_region):
             writer.writerow(csv_row(result))
             counts["rows"] += 1

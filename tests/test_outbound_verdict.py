@@ -75,12 +75,17 @@ def _calendar(country: str | None, sub: str | None, year: int) -> frozenset[date
 
 
 def _client_allows(w: ConvenientWindow, local: datetime) -> bool:
-    if w.days and WEEKDAYS[local.weekday()] not in w.days:
-        return False
+    """The window belongs to the day it starts on: after midnight it is the previous evening's."""
     minute, start, end = local.hour * 60 + local.minute, _minute(w.start), _minute(w.end)
-    if start == end:
-        return True
-    return start <= minute < end if start < end else (minute >= start or minute < end)
+    today = WEEKDAYS[local.weekday()]
+    yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
+    if start == end or start < end:
+        inside, day = start == end or start <= minute < end, today
+    elif minute >= start:
+        inside, day = True, today
+    else:
+        inside, day = minute < end, yesterday
+    return inside and (not w.days or day in w.days)
 
 
 def _windows(policy: OutboundPolicy, t: OutboundTarget) -> list[Window]:

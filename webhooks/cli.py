@@ -161,7 +161,7 @@ def screen(csv_in: Path, csv_out: Path | None, at: str | None, purpose: str | No
     from recordings import card
     from recordings import db as card_db
     from routing_rules.loading import load_rules_file
-    from telephony.screening import screen_csv
+    from telephony.screening import screen_csv, stored_cards
 
     settings = from_env()
     when = datetime.now(UTC)
@@ -180,10 +180,14 @@ def screen(csv_in: Path, csv_out: Path | None, at: str | None, purpose: str | No
     except Exception as error:  # noqa: BLE001 — an empty store is fine; a broken one is said
         raise click.ClickException(f"cannot read opt-outs from the card store: {error}")
     csv_out = csv_out or csv_in.with_suffix(".screened.csv")
-    total = sum(1 for _ in csv_in.open(encoding="utf-8"))
+    with csv_in.open(encoding="utf-8") as lines:
+        total = sum(1 for _ in lines)
     with click.progressbar(length=total, label="screening") as bar:
-        summary = screen_csv(csv_in, csv_out, rules_obj.outbound, opted_numbers | opted_clients_numbers,
-                             when, progress=bar.update, default_region=rules_obj.hotline.country,
+        # the cards' zones and windows, read per batch of rows: the dialler's verdict per number
+        summary = screen_csv(csv_in, csv_out, rules_obj.outbound, opted_numbers, when,
+                             progress=lambda done: bar.update(done - bar.pos),  # it reports the running total
+                             opted_out_clients=opted_clients_numbers,
+                             read_cards=stored_cards, default_region=rules_obj.hotline.country,
                              purpose=purpose)
     click.echo(f"wrote {csv_out}: {summary}")
 

@@ -131,6 +131,10 @@ class Keys:
         """Console login attempts of one (user name, address) hash in the current window."""
         return f"{self.prefix}console:login:{who}"
 
+    def login_failures(self, who: str) -> str:
+        """Failed console logins of one user name's hash, from any address, in the current window."""
+        return f"{self.prefix}console:login-failures:{who}"
+
     def periodic(self, chain: str) -> str:
         """Present while a periodic job chain (the dispatch tick, the overdue check) is alive."""
         return f"{self.prefix}periodic:{chain}"
@@ -531,6 +535,15 @@ class LiveState:
         """Count one hit on a fixed-window counter (created with its expiry by the window's first
         hit); returns the count so far. Raises RedisError: each limiter decides how to fail."""
         return int(self._count_hit(keys=[key], args=[seconds]))
+
+    def window_hits(self, key: str) -> tuple[int, int]:
+        """A fixed-window counter's count and the seconds its window has left, without a hit:
+        (0, -2) when there is none. Raises RedisError like `count_hit`."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.ttl(key)
+        count, seconds_left = pipe.execute()
+        return int(count or 0), int(seconds_left)
 
     # ---- calls --------------------------------------------------------------------------
 

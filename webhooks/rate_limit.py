@@ -1,4 +1,7 @@
-"""Rate limits on `/api/*`: a fixed window per bearer token (or per client IP without one).
+"""Rate limits on `/api/*` and `/metrics`: a fixed window per bearer token (or per client IP
+without one). Both take bearer tokens, so both are places to guess one; a token has one budget
+across them. `/voice/*` is never limited: Twilio's requests are signed, and refusing one would
+hang up a caller.
 
 Counted in Redis so every web process and machine shares the window. Unauthenticated requests
 get a tenth of the budget per IP: that is where token guessing comes from. A Redis fault lets
@@ -20,7 +23,7 @@ from .auth import _match
 from .current import this_request
 from .runtime import Runtime
 
-API_PREFIX = "/api/"
+LIMITED_PREFIXES = ("/api/", "/metrics")  # every path that takes a bearer token
 UNAUTHENTICATED_SHARE = 10  # an IP without a valid token gets limit // 10 (at least 10)
 REDIS_PAUSE_SECONDS = 5.0  # after a Redis fault, do not try again on every request
 
@@ -69,7 +72,8 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _limit_api() -> tuple[Response, int, dict[str, str]] | None:
-        if not this_request().path.startswith(API_PREFIX):  # every request passes: the object, not the proxy
+        # every request passes here, each webhook too: one prefix test on the object, not the proxy
+        if not this_request().path.startswith(LIMITED_PREFIXES):
             return None
         runtime: Runtime = current_app.extensions["hotline"]
         limit, seconds = parse_limit(runtime.settings.api_rate_limit)

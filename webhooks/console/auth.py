@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -33,6 +34,9 @@ log = logging.getLogger("hotline.console")
 SESSION_MAX_SECONDS = 12 * 3600  # one working day; then log in again
 LOGIN_ATTEMPTS = 10  # per username and address ...
 LOGIN_WINDOW_SECONDS = 300  # ... in five minutes, then 429 until the window passes
+LOGIN_FAILURES_PER_USER = LOGIN_ATTEMPTS * 5  # failures of one username from any address in a
+# window: many addresses, each under its own limit, still stop here (and a nuisance lock lasts
+# one window at most)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -166,6 +170,31 @@ def _count_attempt(username: str) -> int:
         return 0
 
 
+def _failures_key(username: str) -> str:
+    who = hashlib.sha256(username.lower().encode()).hexdigest()[:24]
+    return rt().state.keys.login_failures(who)
+
+
+def _locked_seconds(username: str) -> int:
+    """Seconds until `username` may try again after too many failed logins from any address;
+    0 when it may. Never locks for good: a counter without an expiry (which `count_hit` gives it
+    at the next failure) does not lock, and Redis down locks no one out."""
+    try:
+        failures, seconds_left = rt().state.window_hits(_failures_key(username))
+    except redis_lib.RedisError:
+        log.warning("login rate limit unavailable: redis error")
+        return 0
+    return seconds_left if failures >= LOGIN_FAILURES_PER_USER and seconds_left > 0 else 0
+
+
+def _count_failure(username: str) -> None:
+    """One more failed login for `username` from any address (a successful one is not counted)."""
+    try:
+        rt().state.count_hit(_failures_key(username), LOGIN_WINDOW_SECONDS)
+    except redis_lib.RedisError:
+        log.warning("login rate limit unavailable: redis error")
+
+
 def safe_next(raw: str) -> str:
     """Where to go after login: a console path, else the console's start page. Never another
     site (`//host`), nor a control character, which cannot go into the Location header."""
@@ -180,12 +209,23 @@ def login() -> Any:
     if request.method == "GET":
         return render_template("login.html", next=next_url)
     username = request.form.get("username", "").strip()
-    if _count_attempt(username) > LOGIN_ATTEMPTS:
+    attempt = _count_attempt(username)  # 0: Redis is down, so no limit (and no more round trips)
+    if attempt > LOGIN_ATTEMPTS:
         return render_template("login.html", next=next_url, username=username,
                                error="Too many attempts. Wait five minutes and try again."), 429
+    locked = _locked_seconds(username) if attempt else 0
+    if locked:
+        log.warning("console login refused for %s: too many failures from any address", username[:100])
+        minutes = math.ceil(locked / 60)
+        return render_template(
+            "login.html", next=next_url, username=username,
+            error=f"Too many failed logins for this user. Try again in {minutes} minute{'s' * (minutes != 1)}.",
+        ), 429, {"Retry-After": str(locked)}
     account = authenticate(username, request.form.get("password", ""))
     if account is None:
         log.info("console login failed for %s", username[:100])
+        if attempt:
+            _count_failure(username)
         return render_template("login.html", next=next_url, username=username,
                                error="Wrong username or password."), 401
     try:

@@ -108,7 +108,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, settings: Settings | 
     from . import metrics, rate_limit
 
     metrics.init_app(app)  # /metrics and per-endpoint latency (shared through Redis)
-    rate_limit.init_app(app)  # /api/*: 429 past a token's (or IP's) window
+    rate_limit.init_app(app)  # /api/* and /metrics: 429 past a token's (or IP's) window
 
     @app.get("/healthz")
     def healthz():

@@ -98,7 +98,13 @@ _Loader.add_implicit_resolver(
 
 
 def _read_yaml(text: str) -> tuple[Any, list[RulesError]]:
-    loader = _Loader(text)
+    """The YAML's data and its duplicate keys, or the reason it cannot be read. Text the parser
+    itself chokes on is such a reason too, not an exception: a NUL (the reader refuses it when
+    the loader is made), nesting deeper than Python's stack, a number too long to convert."""
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as error:
+        return None, [RulesError(YAML_PATH, str(error))]
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as error:
@@ -106,6 +112,10 @@ def _read_yaml(text: str) -> tuple[Any, list[RulesError]]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         return None, [RulesError(YAML_PATH, f"{where}{error.problem or error}")]
     except yaml.YAMLError as error:
+        return None, [RulesError(YAML_PATH, str(error))]
+    except RecursionError:
+        return None, [RulesError(YAML_PATH, "nested too deeply to read")]
+    except ValueError as error:  # e.g. an integer of thousands of digits
         return None, [RulesError(YAML_PATH, str(error))]
     finally:
         loader.dispose()

@@ -250,6 +250,16 @@ def test_rules_with_an_error_show_the_field_path_and_nothing_is_saved(app, as_us
         assert rules_versions.list_versions(s) == []
 
 
+@pytest.mark.parametrize("text", ["\x00", "[" * 5000, "version: 1\nx: " + "1" * 5000],
+                         ids=["NUL", "nested too deep", "huge integer"])
+def test_rules_the_yaml_parser_cannot_take_are_an_error_on_the_page_not_a_500(app, as_user, text: str) -> None:  # type: ignore[no-untyped-def]
+    before = rules_path(app).read_text()
+    for action in ("check", "save"):
+        response = post(as_user("admin"), "/console/rules/edit", {"text": text, "action": action})
+        assert response.status_code == 422, (action, response.status_code)
+    assert rules_path(app).read_text() == before
+
+
 def test_check_only_validates_without_saving(app, as_user) -> None:  # type: ignore[no-untyped-def]
     before = rules_path(app).read_text()
     changed = before.replace("answer_within_rings: 3", "answer_within_rings: 4", 1)

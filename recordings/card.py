@@ -289,11 +289,15 @@ def encode_cursor(event: CardEvent) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """(at, event id) of a cursor `encode_cursor` made; ValueError for anything else, a time or
+    an id no row can have included (the database would refuse the comparison)."""
     try:
         micros, event_id = (int(part) for part in cursor.split("-", 1))
-    except ValueError as exc:
-        raise ValueError(f"bad timeline cursor {cursor!r}") from exc
-    at = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
+        if not 0 <= event_id < 2**63:
+            raise ValueError("event id out of range")
+        at = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ValueError(f"bad timeline cursor {cursor[:60]!r}") from exc
     return at, event_id
 
 

@@ -836,7 +836,8 @@ def status():
         elif direction == "outbound-api":  # a leg the dialler placed: a callback's agent leg may need settling
             from telephony import dispatch
 
-            rt().enqueue(dispatch.agent_leg_ended, call_sid, form["CallStatus"])
+            if form["CallStatus"] in dispatch.AGENT_LEG_UNBRIDGED:  # an answered leg is its bridge's to settle
+                rt().enqueue(dispatch.agent_leg_ended, call_sid, form["CallStatus"])
     return Response(status=204)
 
 

@@ -323,6 +323,26 @@ def agent_leg_ended(call_sid: str, status: str) -> None:
     ctx.enqueue(agent_freed, queue)  # after the commit; the retry itself waits for its spacing
 
 
+STRANDED_AFTER_SECONDS = 60  # after the caller's leg ended, how long a Dial action may still come
+
+
+def release_stranded_agent(agent_id: str, call_sid: str) -> bool:
+    """The caller's leg ended while the agent who answered was still on the call and no Dial
+    action had freed them (it normally comes first). Run a minute later: if the action came
+    meanwhile this changes nothing; if it never will (its request failed and Twilio used the
+    fallback URL), the agent is freed, with their wrap-up, instead of staying on_call until a
+    person notices. True if they were freed."""
+    ctx = context.current()
+    rules = ctx.current_rules()
+    agent = rules.agents.get(agent_id)
+    freed = ctx.state.release_after_call(agent_id, call_sid, time.time(), agent.wrap_up_seconds if agent else 0)
+    if freed:
+        log.warning("agent %s freed %d s after call %s ended: its Dial action never came",
+                    agent_id, STRANDED_AFTER_SECONDS, call_sid)
+        ctx.enqueue(agent_freed, None)
+    return freed
+
+
 TICK_EVERY_SECONDS = 10  # a due callback or an ended wrap-up waits at most this long
 
 

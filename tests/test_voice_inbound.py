@@ -334,6 +334,41 @@ def test_a_menu_choice_that_arrives_after_the_caller_hung_up_rings_nobody(voice:
     assert not state.claimed(sid)
 
 
+def test_an_agent_whose_dial_action_never_comes_is_freed_a_minute_after_the_call(voice: Voice) -> None:
+    """The Dial action frees the agent who talked; if its request failed (Twilio then asks the
+    fallback URL instead), the caller's status callback schedules a look a minute later, which
+    frees the agent. When the action came first, nothing is scheduled."""
+    from rq.registry import ScheduledJobRegistry
+
+    from telephony import dispatch
+
+    runtime = voice.app.extensions["hotline"]
+    scheduled = ScheduledJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection)
+    sid = "CA-no-dial-action"
+    voice.twiml("/voice/incoming", call_params(sid))
+    dial = voice.twiml("/voice/menu", call_params(sid, Digits="1")).find("Dial")
+    agent = agent_for(voice, dial_targets_of(dial)[0])
+    voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(sid + "-leg", ParentCallSid=sid))
+    voice.post("/voice/status", call_params(sid, CallStatus="completed", CallDuration="95", SequenceNumber="0"))
+    assert runtime.state.snapshot([agent], time.time())[0].status == "on_call"
+    (job_id,) = scheduled.get_job_ids()
+    job = runtime.jobs.fetch_job(job_id)
+    assert job is not None and job.func is dispatch.release_stranded_agent and job.args == (agent, sid)
+    with voice.app.app_context():
+        assert dispatch.release_stranded_agent(agent, sid)
+        assert not dispatch.release_stranded_agent(agent, sid)  # once
+    assert runtime.state.snapshot([agent], time.time())[0].status in ("wrap_up", "available")
+
+    other = "CA-dial-action-first"
+    voice.twiml("/voice/incoming", call_params(other))
+    dial = voice.twiml("/voice/menu", call_params(other, Digits="1")).find("Dial")
+    voice.twiml(dial[0].get("url").removeprefix("http://localhost"), call_params(other + "-leg", ParentCallSid=other))
+    voice.twiml(dial.get("action").removeprefix("http://localhost"),
+                call_params(other, DialCallStatus="completed", DialCallDuration="30"))
+    voice.post("/voice/status", call_params(other, CallStatus="completed", CallDuration="40", SequenceNumber="0"))
+    assert scheduled.get_job_ids() == [job_id]  # nothing new for the call whose action came
+
+
 def test_a_repeated_dial_action_keeps_the_handle_time_once(voice: Voice) -> None:
     """Twilio may send the Dial action again: the agent is freed once and the queue's wait
     estimate counts the talk once, also when the agent's status no longer shows the call."""

@@ -856,6 +856,8 @@ def call_ended(call_sid: str) -> None:
     now = time.time()
     # agents still ringing for it; the one who answered is not (nothing to do: no round trip)
     state.release_unanswered(call_sid, call.get("answered_by") or None, now, claimed=claimed)
+    if call.get("answered_by") and not call.get("handle_kept"):
+        strand_check(call["answered_by"], call_sid)
     call.setdefault("sid", call_sid)
     waiting_in = call.get("waiting_in")
     if waiting_in:
@@ -867,6 +869,20 @@ def call_ended(call_sid: str) -> None:
     record_event(call, "call_abandoned", {"queue": waiting_in or call.get("queue") or None, "while": stage,
                                           "seconds": round(now - float(call.get("started_at") or now), 1)},
                  key=f"abandoned:{call_sid}")
+
+
+def strand_check(agent_id: str, call_sid: str) -> None:
+    """The Dial action that frees the agent who answered normally comes before the caller's
+    status callback; when it has not, look again a minute later (`release_stranded_agent`)."""
+    from datetime import timedelta
+
+    from telephony import dispatch
+
+    try:
+        rt().jobs.enqueue_in(timedelta(seconds=dispatch.STRANDED_AFTER_SECONDS), dispatch.release_stranded_agent,
+                             agent_id, call_sid)
+    except Exception:  # noqa: BLE001 — never fail the status callback for this; a person can still free them
+        std_log.exception("could not schedule the stranded-agent check for %s", call_sid)
 
 
 @bp.post("/fallback")

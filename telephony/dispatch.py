@@ -200,12 +200,15 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _retry_or_give_up(s, callback_id: int, queue: str, since: float, why: str) -> None:
+def _retry_or_give_up(s, callback_id: int, queue: str, since: float, why: str, call_sid: str | None = None) -> None:
+    """Count a failed attempt; the callback waits out its spacing at its place in line, or is
+    given up after the queue's `max_attempts`. `call_sid` (the dialled call) keys the attempt,
+    so a repeated result counts once."""
     ctx = context.current()
     rules = ctx.current_rules()
     spacing = timedelta(minutes=rules.queues[queue].callback.retry_spacing_minutes)
     still_open = card.schedule_callback_retry(s, callback_id, why, datetime.now(UTC) + spacing,
-                                              rules.queues[queue].callback.max_attempts)
+                                              rules.queues[queue].callback.max_attempts, call_sid=call_sid)
     if still_open:
         ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
 
@@ -238,13 +241,7 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
                                            duration=duration)
                 elif queue:
                     since = _aware(cb.first_queued_at).timestamp() if cb.first_queued_at else now
-                    retry = rules.queues[queue].callback  # as _retry_or_give_up, but keyed by this call
-                    waits = card.schedule_callback_retry(
-                        s, callback_id, f"client {dial_status}",
-                        datetime.now(UTC) + timedelta(minutes=retry.retry_spacing_minutes),
-                        retry.max_attempts, call_sid=call_sid)
-                    if waits:
-                        ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
+                    _retry_or_give_up(s, callback_id, queue, since, f"client {dial_status}", call_sid)
     ctx.enqueue(agent_freed, queue)
 
 
@@ -319,7 +316,7 @@ def agent_leg_ended(call_sid: str, status: str) -> None:
         callback = card.get_callback(s, callback_id)
         if callback is not None and callback.status == "dialling" and queue in rules.queues:
             since = _aware(callback.first_queued_at).timestamp() if callback.first_queued_at else now
-            _retry_or_give_up(s, callback_id, queue, since, f"agent {status}")
+            _retry_or_give_up(s, callback_id, queue, since, f"agent {status}", call_sid)
     ctx.enqueue(agent_freed, queue)  # after the commit; the retry itself waits for its spacing
 
 

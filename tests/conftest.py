@@ -183,3 +183,29 @@ def make_app(tmp_path: Path, redis_url: str, redis_prefix: str, db: str, example
 @pytest.fixture
 def voice(make_app) -> Voice:  # type: ignore[no-untyped-def]
     return Voice(make_app())
+
+
+@pytest.fixture
+def twilio():  # type: ignore[no-untyped-def]
+    """The local Twilio simulator, serving its REST API (calls placed through it stay put)."""
+    from telephony.simulator import Simulator
+
+    sim = Simulator(ACCOUNT_SID, AUTH_TOKEN, autorun=False)
+    server = sim.serve()
+    yield sim
+    server.shutdown()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A Redis server of the test's own, which it may stop and start (`tests.test_faults.RedisProcess`)."""
+    import shutil
+
+    from tests.test_faults import RedisProcess
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,19 +9,11 @@ import yaml
 
 from recordings import card, db
 from telephony.simulator import Simulator
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, always_open_rules
+from tests.conftest import always_open_rules
 
 ADMIN = {"Authorization": "Bearer admin-token"}
 ANNA = {"Authorization": "Bearer anna-token"}
 MART = {"Authorization": "Bearer mart-token"}
-
-
-@pytest.fixture
-def twilio() -> Iterator[Simulator]:
-    sim = Simulator(ACCOUNT_SID, AUTH_TOKEN, autorun=False)
-    server = sim.serve()
-    yield sim
-    server.shutdown()
 
 
 @pytest.fixture

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from recordings import card, db
 from telephony.simulator import Simulator
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.conftest import ACCOUNT_SID
 
 ADMIN = {"Authorization": "Bearer admin-token"}
 SUPER = {"Authorization": "Bearer super-token"}
 ANNA = {"Authorization": "Bearer anna-token"}
 PHONE = "+3725123456"
 TWILIO_MEDIA = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings"
-
-
-@pytest.fixture
-def twilio() -> Iterator[Simulator]:
-    sim = Simulator(ACCOUNT_SID, AUTH_TOKEN, autorun=False)
-    server = sim.serve()
-    yield sim
-    server.shutdown()
 
 
 @pytest.fixture

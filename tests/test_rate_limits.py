@@ -3,12 +3,8 @@ passwords per username from any number of addresses. Real Redis, real SQL."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import redis as redis_lib
 
 from tests.conftest import Voice
@@ -37,16 +33,6 @@ def fail_from_many_addresses(client: Any, username: str, failures: int) -> list[
     """`failures` wrong passwords, five per address: each address stays under its own limit."""
     return [login_from(client, f"10.0.{n // 5}.{n % 5 + 1}", username, "wrong-password").status_code
             for n in range(failures)]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisProcess(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 # --- bearer tokens on /metrics ------------------------------------------------------------------

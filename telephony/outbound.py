@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from recordings import card, db
@@ -23,6 +23,9 @@ log = logging.getLogger("hotline.outbound")
 
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 AGENT_RING_TIMEOUT_SECONDS = 30  # how long the agent's own phone rings on a callback
+# The bridge checks before its whisper; the client's phone rings a few seconds later. A window
+# that closes within this margin is taken as closed, so no call rings past the hour it allows.
+BRIDGE_MARGIN = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,18 @@ class Dialler:
     def check(self, raw: str, now: datetime, purpose: str | None = None) -> Verdict:
         with db.session() as s:
             return self.verdict(s, raw, now, purpose)[0]
+
+    def check_at_bridge(self, raw: str, now: datetime, purpose: str | None = None) -> Verdict:
+        """The guard just before the client is dialled: allowed now and still `BRIDGE_MARGIN`
+        later (the whisper plays first), else the verdict that blocks, with its reason and the
+        next allowed time."""
+        with db.session() as s:
+            verdict = self.verdict(s, raw, now, purpose)[0]
+            if verdict.allowed:
+                later = self.verdict(s, raw, now + BRIDGE_MARGIN, purpose)[0]
+                if not later.allowed:
+                    return later
+            return verdict
 
     def screen(self, phones: Iterable[str], now: datetime, purpose: str | None = None) -> list[dict[str, Any]]:
         results = []

@@ -406,3 +406,24 @@ def test_an_outbound_call_s_recording_lands_on_the_client_s_card(app: Any) -> No
     with db.session() as s:
         client = card.find_client_by_phone(s, CLIENT)
         assert client is not None and linked.client_id == client.id
+
+
+def test_the_bridge_takes_a_window_closing_within_its_margin_as_closed(app: Any) -> None:
+    """The bridge checks before its whisper; the client's phone rings seconds later. A client
+    window that closes inside BRIDGE_MARGIN blocks, with the next allowed time."""
+    from zoneinfo import ZoneInfo
+
+    from telephony.outbound import BRIDGE_MARGIN
+
+    with db.session() as s:
+        client, _ = card.find_or_create_client(s, CLIENT)
+        card.update_client(s, client.id, zone="Europe/London", convenient_from="09:00", convenient_to="18:00")
+    london = ZoneInfo("Europe/London")
+    dialler = the_dialler(app)
+    early = datetime(2026, 12, 8, 17, 58, tzinfo=london)  # a Tuesday
+    late = datetime(2026, 12, 8, 18, 0, tzinfo=london) - BRIDGE_MARGIN / 2
+    assert dialler.check(CLIENT, late).allowed  # the plain check still says yes at that instant
+    assert dialler.check_at_bridge(CLIENT, early).allowed
+    blocked = dialler.check_at_bridge(CLIENT, late)
+    assert (blocked.allowed, blocked.reason) == (False, "outside_hours")
+    assert blocked.next_allowed_at == datetime(2026, 12, 9, 9, 0, tzinfo=london)

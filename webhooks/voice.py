@@ -926,7 +926,7 @@ def outbound_bridge():
     purpose = request.args.get("purpose", "agent_call")
     callback = request.args.get("callback")
     agent_lang = whisper_language(rules, agent_id)
-    verdict = dialler().check(client, now_utc(), purpose=purpose)
+    verdict = dialler().check_at_bridge(client, now_utc(), purpose=purpose)
     if not verdict.allowed:  # an opt-out or the window's end landed while the agent's phone rang
         from telephony import dispatch
 

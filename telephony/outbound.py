@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from recordings import card, db
-from routing_rules.outbound import Verdict, outbound_verdict
+from routing_rules.outbound import OutboundTarget, Verdict, outbound_verdict
 from routing_rules.schema import Rules
 
 from . import numbers
@@ -64,11 +64,16 @@ class Dialler:
 
     # --- the guard --------------------------------------------------------------------------
 
-    def verdict(self, s: Any, raw: str, now: datetime, purpose: str | None) -> tuple[Verdict, str | None, int | None]:
-        """(verdict, e164, client_id) with the card's facts read in session `s`."""
+    def target(self, s: Any, raw: str, purpose: str | None) -> tuple[OutboundTarget, str | None, int | None]:
+        """(what the guard judges, e164, client_id) with the card's facts read in session `s`."""
         e164 = numbers.normalize(raw, self.rules.hotline.country)
         facts, client_id = (card.outbound_facts(s, e164) if e164 else (None, None))
         target = numbers.outbound_target(e164 or raw, facts, purpose, default_region=self.rules.hotline.country)
+        return target, e164, client_id
+
+    def verdict(self, s: Any, raw: str, now: datetime, purpose: str | None) -> tuple[Verdict, str | None, int | None]:
+        """(verdict, e164, client_id) with the card's facts read in session `s`."""
+        target, e164, client_id = self.target(s, raw, purpose)
         return outbound_verdict(target, self.rules.outbound, now), e164, client_id
 
     def check(self, raw: str, now: datetime, purpose: str | None = None) -> Verdict:
@@ -80,12 +85,13 @@ class Dialler:
         later (the whisper plays first), else the verdict that blocks, with its reason and the
         next allowed time."""
         with db.session() as s:
-            verdict = self.verdict(s, raw, now, purpose)[0]
-            if verdict.allowed:
-                later = self.verdict(s, raw, now + BRIDGE_MARGIN, purpose)[0]
-                if not later.allowed:
-                    return later
-            return verdict
+            target = self.target(s, raw, purpose)[0]  # the card read once, judged at both times
+        verdict = outbound_verdict(target, self.rules.outbound, now)
+        if verdict.allowed:
+            later = outbound_verdict(target, self.rules.outbound, now + BRIDGE_MARGIN)
+            if not later.allowed:
+                return later
+        return verdict
 
     def screen(self, phones: Iterable[str], now: datetime, purpose: str | None = None) -> list[dict[str, Any]]:
         results = []

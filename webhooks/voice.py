@@ -926,13 +926,14 @@ def outbound_bridge():
     purpose = request.args.get("purpose", "agent_call")
     callback = request.args.get("callback")
     agent_lang = whisper_language(rules, agent_id)
-    verdict = dialler().check_at_bridge(client, now_utc(), purpose=purpose)
+    guard = dialler()
+    verdict = guard.check_at_bridge(client, now_utc(), purpose=purpose)
     if not verdict.allowed:  # an opt-out or the window's end landed while the agent's phone rang
         from telephony import dispatch
 
         callback_id = int(callback) if callback and callback.isdigit() else None
         leg = request.form.get("CallSid", "")
-        dialler().log_blocked_at_bridge(client, verdict, purpose=purpose, agent_id=agent_id,
+        guard.log_blocked_at_bridge(client, verdict, purpose=purpose, agent_id=agent_id,
                                         callback_id=callback_id, call_sid=leg or None)
         if callback_id is not None:
             runtime.enqueue(dispatch.callback_blocked_at_bridge, callback_id, agent_id, leg,

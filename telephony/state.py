@@ -622,8 +622,8 @@ class LiveState:
         return int(cast(int, self.redis.zcard(self.keys.line(queue))))
 
     def longest_waiting(self, queue: str) -> tuple[str, float] | None:
-        first = cast(Any, self.redis.zrange(self.keys.line(queue), 0, 0, withscores=True))
-        return (_text(first[0][0]), float(first[0][1])) if first else None
+        first = self._line_range(queue, 0, 0)
+        return first[0] if first else None
 
     def pop_longest(self, queue: str) -> str | None:
         """Take the longest-waiting member off the line; atomic, so two agents never get one."""
@@ -635,15 +635,16 @@ class LiveState:
 
     def line(self, queue: str) -> list[tuple[str, float]]:
         """The whole line, longest waiting first, with the time each first joined."""
-        members = cast(Any, self.redis.zrange(self.keys.line(queue), 0, -1, withscores=True))
-        return [(_text(m), float(s)) for m, s in members]
+        return self._line_range(queue, 0, -1)
 
     def line_page(self, queue: str, start: int, count: int) -> list[tuple[str, float]]:
         """`count` members of the line from 0-based place `start`, as `line` gives them: the
         dispatcher walks the line a page at a time, stepping over callbacks not due yet."""
-        if count <= 0:
-            return []
-        members = cast(Any, self.redis.zrange(self.keys.line(queue), start, start + count - 1, withscores=True))
+        return self._line_range(queue, start, start + count - 1) if count > 0 else []
+
+    def _line_range(self, queue: str, start: int, stop: int) -> list[tuple[str, float]]:
+        """Members from place `start` to `stop` (inclusive; -1 the last) with their times."""
+        members = cast(Any, self.redis.zrange(self.keys.line(queue), start, stop, withscores=True))
         return [(_text(m), float(s)) for m, s in members]
 
     # ---- estimated wait -----------------------------------------------------------------

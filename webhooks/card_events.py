@@ -152,17 +152,15 @@ class CardEventDrainer:
 
     def drain(self) -> int:
         """Apply everything waiting now (tests, `run_burst`); returns how many payloads. With the
-        database down, what waits stays queued (logged) and 0 more are applied."""
+        database down, what waits stays queued (logged): the count is of those applied before."""
+        total = 0
         try:
             total = self.recover()
-            while True:
-                count = self.drain_once()
-                if count == 0:
-                    return total
+            while count := self.drain_once():
                 total += count
         except DatabaseUnavailable as outage:
             log.warning("card event drainer: database unavailable; %s", outage)
-            return 0
+        return total
 
     def backlog(self) -> int:
         pipe = self.conn.pipeline(transaction=False)

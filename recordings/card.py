@@ -9,7 +9,7 @@ Idempotency keys are `{entity}:{id}:{what}` (see docs/card.md); a repeated key a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, cast
@@ -796,18 +796,18 @@ class OutboundFacts:
     window: ConvenientWindow | None = None
 
 
+def convenient_window(start: str | None, end: str | None, days: Sequence[str] | None) -> ConvenientWindow | None:
+    """The client's own calling window from the card's columns (None unless both ends are set)."""
+    if not (start and end):
+        return None
+    return ConvenientWindow(start=start, end=end, days=tuple(days) if days else None)  # type: ignore[arg-type]
+
+
 def outbound_facts(s: Session, e164: str) -> tuple[OutboundFacts, int | None]:
     """The guard's inputs from the card, read at the moment of dialling."""
     client_out, number_out, client_id = is_opted_out(s, e164)
     client = s.get(Client, client_id) if client_id is not None else None
-    window = None
-    if client is not None and client.convenient_from and client.convenient_to:
-        days = tuple(client.convenient_days) if client.convenient_days else None
-        window = ConvenientWindow(
-            start=client.convenient_from,
-            end=client.convenient_to,
-            days=days,  # type: ignore[arg-type]
-        )
+    window = convenient_window(client.convenient_from, client.convenient_to, client.convenient_days) if client else None
     facts = OutboundFacts(
         stored_zone=client.zone if client else None,
         opted_out=client_out,
@@ -815,6 +815,18 @@ def outbound_facts(s: Session, e164: str) -> tuple[OutboundFacts, int | None]:
         window=window,
     )
     return facts, client_id
+
+
+def zones_and_windows(s: Session, e164s: Collection[str]) -> dict[str, tuple[str | None, ConvenientWindow | None]]:
+    """The stored zone and calling window of the cards holding these numbers, in one query (a
+    bound parameter a number: the caller keeps the list short); numbers without a card are
+    left out. Bulk screening's card facts; it takes the opt-outs as sets."""
+    rows = s.execute(
+        sa.select(PhoneNumber.e164, Client.zone, Client.convenient_from, Client.convenient_to, Client.convenient_days)
+        .join(Client, Client.id == PhoneNumber.client_id)
+        .where(PhoneNumber.e164.in_(list(e164s)))
+    )
+    return {e164: (zone, convenient_window(start, end, days)) for e164, zone, start, end, days in rows}
 
 
 def list_opt_outs(

@@ -21,14 +21,12 @@ from itertools import islice
 from pathlib import Path
 
 import phonenumbers
-import sqlalchemy as sa
 from phonenumbers import PhoneNumberType
 from sqlalchemy.orm import Session
 
+from recordings import card as card_store
 from recordings import db
-from recordings.models import Client, PhoneNumber
 from routing_rules.outbound import (
-    ConvenientWindow,
     OutboundPolicy,
     OutboundTarget,
     Verdict,
@@ -149,27 +147,15 @@ def screen(
 
 
 def cards_of(s: Session, e164s: Collection[str]) -> dict[str, CardFacts]:
-    """The stored zone and convenient window of the cards holding these numbers, read
-    `CARD_BATCH` numbers per query; numbers whose card sets neither are left out.
-
-    Opt-outs are not read here: bulk screening takes them as sets (`card.opted_out_sets`).
-    The facts are built as `card.outbound_facts` builds them for the dialler, so a screened
-    number gets the dialler's verdict.
-    """
+    """The stored zone and convenient window of the cards holding these numbers
+    (`card.zones_and_windows`, `CARD_BATCH` numbers a query); numbers whose card sets neither
+    are left out. Opt-outs are not read here: bulk screening takes them as sets
+    (`card.opted_out_sets`). The window is built as the dialler's `card.outbound_facts` builds
+    it, so a screened number gets the dialler's verdict."""
     wanted = list(e164s)
     found: dict[str, CardFacts] = {}
     for i in range(0, len(wanted), CARD_BATCH):
-        query = (
-            sa.select(PhoneNumber.e164, Client.zone, Client.convenient_from, Client.convenient_to,
-                      Client.convenient_days)
-            .join(Client, Client.id == PhoneNumber.client_id)
-            .where(PhoneNumber.e164.in_(wanted[i:i + CARD_BATCH]))
-        )
-        for e164, zone, start, end, days in s.execute(query):
-            window = None
-            if start and end:  # validated like the constructor: a bad stored day fails loudly
-                window = ConvenientWindow.model_validate(
-                    {"start": start, "end": end, "days": tuple(days) if days else None})
+        for e164, (zone, window) in card_store.zones_and_windows(s, wanted[i:i + CARD_BATCH]).items():
             if zone or window is not None:
                 found[e164] = CardFacts(stored_zone=zone or None, window=window)
     return found

@@ -18,7 +18,7 @@ from routing_rules import engine
 from routing_rules.schema import Lang
 
 from . import context
-from .outbound import Dialler
+from .outbound import dialler_for
 
 log = logging.getLogger("hotline.dispatch")
 
@@ -136,16 +136,6 @@ def connect_waiting_call(queue: str, call_sid: str, since: float) -> Outcome:
     return "handed"
 
 
-def _dialler() -> Dialler:
-    ctx = context.current()
-    return Dialler(
-        twilio=lambda: ctx.twilio, rules=ctx.current_rules(),
-        status_callback=ctx.url("voice.status"),
-        recording_callback=ctx.url("voice.recording", kind="call"),
-        bridge_url=lambda **params: ctx.url("voice.outbound_bridge", **params),
-    )
-
-
 def dispatch_callback(callback_id: int, queue: str, since: float) -> Outcome:
     """Claim a free agent and ring them first; the bridge then dials the client (guarded)."""
     ctx = context.current()
@@ -171,7 +161,7 @@ def dispatch_callback(callback_id: int, queue: str, since: float) -> Outcome:
         ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
         return "stop"
     agent_id = claimed[0]
-    result = _dialler().place_call(e164, agent_id=agent_id, purpose="requested_callback",
+    result = dialler_for(context.current()).place_call(e164, agent_id=agent_id, purpose="requested_callback",
                                    requested_by="callback", callback_id=callback_id)
     with db.session() as s:
         if result.placed and result.call_sid:

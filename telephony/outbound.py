@@ -11,13 +11,16 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recordings import card, db
 from routing_rules.outbound import OutboundTarget, Verdict, outbound_verdict
 from routing_rules.schema import Rules
 
 from . import numbers
+
+if TYPE_CHECKING:
+    from .context import TelephonyContext
 
 log = logging.getLogger("hotline.outbound")
 
@@ -185,3 +188,14 @@ class Dialler:
         card.append_event(s, client_id, "outbound_blocked", data, at=now, call_sid=call_sid, agent_id=agent_id,
                           key=key)
         return client_id
+
+
+def dialler_for(ctx: TelephonyContext) -> Dialler:
+    """The dialler of a process: its Twilio client, the current rules and the callback URLs
+    (`ctx`: the web request's runtime or the worker's job context alike)."""
+    return Dialler(
+        twilio=lambda: ctx.twilio, rules=ctx.current_rules(),
+        status_callback=ctx.url("voice.status"),
+        recording_callback=ctx.url("voice.recording", kind="call"),
+        bridge_url=lambda **params: ctx.url("voice.outbound_bridge", **params),
+    )

@@ -21,7 +21,7 @@ from twilio.rest import Client
 from recordings import card, db
 from routing_rules.outbound import Verdict
 from telephony import dispatch
-from telephony.outbound import Dialler
+from telephony.outbound import Dialler, dialler_for
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, always_open_rules
 
 CLIENT = "+447911000001"  # GB: callable around the clock in these rules
@@ -229,13 +229,7 @@ def dialled_callback(app: Any, since: float) -> tuple[int, str]:
 
 
 def the_dialler(app: Any) -> Dialler:
-    from webhooks.urls import public_url
-
-    runtime = app.extensions["hotline"]
-    return Dialler(twilio=lambda: runtime.twilio, rules=runtime.rules.current(),
-                   status_callback=public_url("voice.status"),
-                   recording_callback=public_url("voice.recording", kind="call"),
-                   bridge_url=lambda **params: public_url("voice.outbound_bridge", **params))
+    return dialler_for(app.extensions["hotline"])
 
 
 def test_a_callback_blocked_at_the_bridge_waits_for_the_window_in_its_place_and_frees_the_agent(app: Any) -> None:

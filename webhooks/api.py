@@ -18,13 +18,12 @@ from recordings.card import OPT_OUT_SOURCES
 from routing_rules.loading import check_rules, load_rules
 from routing_rules.schema import Rules
 from telephony import numbers
-from telephony.outbound import Dialler
+from telephony.outbound import Dialler, dialler_for
 from telephony.state import UnknownAgent
 
 from .auth import requires
 from .openapi import OPENAPI
 from .runtime import Runtime
-from .urls import public_url
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -409,14 +408,7 @@ def withdraw_opt_out(optout_id: int):
 
 
 def dialler() -> Dialler:
-    runtime = rt()
-    return Dialler(
-        twilio=lambda: runtime.twilio,
-        rules=runtime.rules.current(),
-        status_callback=public_url("voice.status"),
-        recording_callback=public_url("voice.recording", kind="call"),
-        bridge_url=lambda **params: public_url("voice.outbound_bridge", **params),
-    )
+    return dialler_for(rt())
 
 
 AGENT_CALL = "agent_call"  # the one purpose the API places: the legal windows apply

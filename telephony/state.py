@@ -545,6 +545,13 @@ class LiveState:
         count, seconds_left = pipe.execute()
         return int(count or 0), int(seconds_left)
 
+    def card_events_waiting(self) -> int:
+        """Card events queued for the drainer and not yet in the card store (both its lists)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(self.keys.card_events("pending"))
+        pipe.llen(self.keys.card_events("processing"))
+        return int(sum(pipe.execute()))
+
     # ---- calls --------------------------------------------------------------------------
 
     def save_call(self, sid: str, fields: Mapping[str, Any], now: float, carry: Sequence[str] = ()) -> None:

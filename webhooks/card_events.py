@@ -163,10 +163,7 @@ class CardEventDrainer:
         return total
 
     def backlog(self) -> int:
-        pipe = self.conn.pipeline(transaction=False)
-        pipe.llen(self.pending)
-        pipe.llen(self.processing)
-        return sum(pipe.execute())
+        return int(self.runtime.state.card_events_waiting())
 
     # --- the loop beside the RQ worker --------------------------------------------------------
 

@@ -137,15 +137,10 @@ class LocalStack:
         runtime = self.runtime
         queue: Queue = runtime.jobs
         started = StartedJobRegistry(queue.name, connection=queue.connection)
-        keys = runtime.state.keys
-        card_lists = (keys.card_events("pending"), keys.card_events("processing"))
         deadline = time.monotonic() + timeout
         quiet = 0
         while time.monotonic() < deadline:
-            pipe = queue.connection.pipeline(transaction=False)
-            for name in card_lists:
-                pipe.llen(name)
-            card_backlog = sum(pipe.execute())
+            card_backlog = runtime.state.card_events_waiting()
             if queue.count == 0 and started.count == 0 and card_backlog == 0:
                 quiet += 1
                 if quiet >= 3:  # jobs enqueue jobs: make sure the chain has settled

@@ -156,8 +156,7 @@ class HotlineCollector(Collector):
             agents.add_metric([status], count)
         backlog = GaugeMetricFamily("hotline_card_events_waiting", "Card events queued in Redis, not yet in "
                                     "the card store (grows while the database is down)")
-        keys = state.keys
-        backlog.add_metric([], sum(state.redis.llen(keys.card_events(part)) for part in ("pending", "processing")))
+        backlog.add_metric([], state.card_events_waiting())
         yield waiting
         yield callbacks
         yield agents

@@ -126,7 +126,8 @@ class Caller:
     async def post(self, url: str, params: dict[str, str]) -> tuple[int, bytes]:
         if url.startswith("/"):
             url = self.base + url
-        headers = {"X-Twilio-Signature": self.validator.compute_signature(url, params)}
+        headers = {"X-Twilio-Signature": self.validator.compute_signature(url, params),
+                   "I-Twilio-Idempotency-Token": uuid.uuid4().hex}  # Twilio sends one with every request
         due = await self.pacer.slot()
         async with self.session.post(url, data=params, headers=headers) as response:
             body = await response.read()

@@ -130,10 +130,11 @@ class Voice:
         self.client = app.test_client()
         self.validator = RequestValidator(AUTH_TOKEN)
 
-    def post(self, path: str, params: dict[str, str], *, signature: str | None = None):  # type: ignore[no-untyped-def]
+    def post(self, path: str, params: dict[str, str], *, signature: str | None = None,  # type: ignore[no-untyped-def]
+             headers: dict[str, str] | None = None):
         url = "http://localhost" + path
         sig = self.validator.compute_signature(url, params) if signature is None else signature
-        return self.client.post(path, data=params, headers={"X-Twilio-Signature": sig})
+        return self.client.post(path, data=params, headers={"X-Twilio-Signature": sig, **(headers or {})})
 
     def twiml(self, path: str, params: dict[str, str]):  # type: ignore[no-untyped-def]
         import xml.etree.ElementTree as ET

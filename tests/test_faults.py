@@ -307,3 +307,22 @@ def test_status_callbacks_duplicated_reordered_or_unknown_change_nothing_twice(v
     assert kinds("CAnever").count("call_completed") == 1 and kinds("CAnever").count("call_status") == 1
     runtime = voice.app.extensions["hotline"]
     assert FailedJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection).count == 0
+
+
+def test_a_twiml_request_twilio_delivers_again_records_its_events_once(voice: Voice) -> None:
+    """Twilio's retry of a request carries the first delivery's I-Twilio-Idempotency-Token: the
+    events the webhook keys by nothing else (a menu choice) land once; a new request (a new
+    token) is a new event."""
+    voice.twiml("/voice/incoming", call_params("CAagain"))
+    first = {"I-Twilio-Idempotency-Token": "token-of-the-first-delivery"}
+    for _ in range(2):  # the first delivery and its retry
+        response = voice.post("/voice/menu", call_params("CAagain", CallStatus="in-progress", Digits="1"),
+                              headers=first)
+        assert response.status_code == 200
+    voice.run_jobs()
+    assert kinds("CAagain").count("menu_choice") == 1
+    response = voice.post("/voice/menu", call_params("CAagain", CallStatus="in-progress", Digits="1"),
+                          headers={"I-Twilio-Idempotency-Token": "a-new-request"})
+    assert response.status_code == 200
+    voice.run_jobs()
+    assert kinds("CAagain").count("menu_choice") == 2

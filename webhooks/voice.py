@@ -6,6 +6,7 @@ dependency becomes an apology and a voicemail (see `voice_fault`).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import math
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import redis as redis_lib
 import structlog
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, has_request_context, request
 
 from recordings import jobs as card_jobs
 from routing_rules import engine
@@ -119,6 +120,8 @@ def playable(spoken: Prompt) -> Prompt:
 def record_event(call: dict[str, str], kind: str, data: dict[str, Any] | None = None, *,
                  key: str | None = None, agent_id: str | None = None, at: datetime | None = None) -> None:
     """A card event of this call, sent with the request's others when it ends (`send_card`)."""
+    if key is None:
+        key = redelivery_key(kind, agent_id)
     send_card(card_jobs.event_payload(
         call.get("e164") or call.get("from") or "anonymous",
         kind,
@@ -129,6 +132,26 @@ def record_event(call: dict[str, str], kind: str, data: dict[str, Any] | None = 
         call.get("queue") or None,
         key,
     ))
+
+
+IDEMPOTENCY_ENVIRON_KEY = "HTTP_I_TWILIO_IDEMPOTENCY_TOKEN"  # Twilio's I-Twilio-Idempotency-Token
+
+
+def redelivery_key(kind: str, agent_id: str | None) -> str | None:
+    """The key of an event its webhook names none for, from the request's
+    I-Twilio-Idempotency-Token: a request Twilio sends again (a retry after a timeout or a 5xx,
+    where connection overrides ask for one) carries the token of the first, so its events get
+    the keys of the first one's and land once. The n-th event of a kind in a request is told
+    from the others by n. Without the header (or outside a request) None, and `event_payload`
+    keys the event by its time, which a redelivery would not repeat."""
+    if not has_request_context():
+        return None
+    token = this_request().environ.get(IDEMPOTENCY_ENVIRON_KEY)
+    if not token:
+        return None
+    counts: dict[tuple[str, str | None], int] = this_g().setdefault("redelivery_counts", {})
+    n = counts[kind, agent_id] = counts.get((kind, agent_id), 0) + 1
+    return "auto:" + hashlib.sha1(f"{token}|{kind}|{agent_id}|{n}".encode()).hexdigest()
 
 
 def send_card(payload: dict[str, Any]) -> None:

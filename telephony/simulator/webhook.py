@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from urllib.parse import urldefrag, urlencode, urlsplit
 
@@ -17,6 +18,12 @@ from twilio.request_validator import RequestValidator
 TWIML_TIMEOUT_SECONDS = 15.0  # Twilio gives a TwiML request 15 s in total
 XML_TYPES = ("text/xml", "application/xml", "text/html")  # Twilio parses these as TwiML
 USER_AGENT = "TwilioProxy/1.1"
+IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+
+
+def new_idempotency_token() -> str:
+    """A token for a new webhook request (opaque to the app, as Twilio's are)."""
+    return uuid.uuid4().hex
 
 
 @dataclass
@@ -62,9 +69,12 @@ class WebhookClient:
         }
         return url, headers
 
-    def send(self, url: str, method: str, params: dict[str, str]) -> HttpResult:
+    def send(self, url: str, method: str, params: dict[str, str], token: str | None = None) -> HttpResult:
+        """One delivery. `token`: the I-Twilio-Idempotency-Token of the request being sent again
+        (Twilio's retries carry the first delivery's); a new request gets a new one."""
         method = (method or "POST").upper()
         target, headers = self.signed_url_and_headers(url, method, params)
+        headers[IDEMPOTENCY_HEADER] = token or new_idempotency_token()
         started = time.perf_counter()
         try:
             if method == "GET":

@@ -37,16 +37,15 @@ def wait_for_jobs(stack: Stack, timeout: float = 120.0) -> float:
     from rq import Queue
     from rq.registry import StartedJobRegistry
 
-    from telephony.state import Keys
+    from telephony.state import LiveState
 
     conn = stack.redis()
     queue = Queue(stack.job_queue, connection=conn)
     started = StartedJobRegistry(queue.name, connection=conn)
-    keys = Keys(stack.prefix)
+    state = LiveState(conn, stack.prefix)
     begin = time.perf_counter()
     while time.perf_counter() - begin < timeout:
-        backlog = conn.llen(keys.card_events("pending")) + conn.llen(keys.card_events("processing"))
-        if queue.count == 0 and started.count == 0 and backlog == 0:
+        if queue.count == 0 and started.count == 0 and state.card_events_waiting() == 0:
             break
         time.sleep(0.05)
     conn.close()

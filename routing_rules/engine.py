@@ -31,7 +31,8 @@ __all__ = [
     "AgentSnapshot", "CallerContext", "DialPlan", "GoToVoicemail", "Prompt", "after_dial",
     "callback_not_before", "choose_language", "decide_dial", "greeting_period",
     "high_volume_triggered", "is_open", "next_open_at", "prompt", "queue_for_digit",
-    "rank_agents", "ring_seconds", "ring_timeout_seconds", "ring_tone", "rings_for", "zone",
+    "RingTarget", "rank_agents", "ring_seconds", "ring_target", "ring_timeout_seconds", "ring_tone",
+    "rings_for", "zone",
 ]
 
 MAX_PARALLEL = 10  # Twilio rings at most ten nouns of one <Dial> at once
@@ -242,6 +243,40 @@ def ring_timeout_seconds(rules: Rules, queue: str) -> int:
     rings = rules.queues[queue].answer_within_rings
     target = round(rings * ring_seconds(rules, queue) - rules.hotline.dial_buffer_seconds)
     return min(TWILIO_MAX_TIMEOUT, max(TWILIO_MIN_TIMEOUT, target))
+
+
+@dataclass(frozen=True, slots=True)
+class RingTarget:
+    """A queue's ring target and what Twilio does with it: rings the agent for about
+    `timeout_seconds + buffer_seconds`, which a short target cannot get under (Twilio's
+    shortest `<Dial timeout>` is 5 s, and its buffer comes on top)."""
+
+    rings: int
+    ring_seconds: float
+    timeout_seconds: int
+    buffer_seconds: int
+
+    @property
+    def target_seconds(self) -> float:
+        return self.rings * self.ring_seconds
+
+    @property
+    def rings_about_seconds(self) -> int:
+        return self.timeout_seconds + self.buffer_seconds
+
+    @property
+    def kept(self) -> bool:
+        """Twilio rings no longer than the target, give or take the rounding to whole seconds
+        (`ring_timeout_seconds` rounds, so up to half a second either way is not a miss)."""
+        return self.rings_about_seconds <= self.target_seconds + 0.5 + 1e-9
+
+
+def ring_target(rules: Rules, queue: str) -> RingTarget:
+    """The queue's ring target with the timeout Twilio gets and how long it will ring."""
+    return RingTarget(rings=rules.queues[queue].answer_within_rings,
+                      ring_seconds=ring_seconds(rules, queue),
+                      timeout_seconds=ring_timeout_seconds(rules, queue),
+                      buffer_seconds=rules.hotline.dial_buffer_seconds)
 
 
 def rings_for(seconds: float, rules: Rules, queue: str) -> int:

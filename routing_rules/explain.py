@@ -202,8 +202,12 @@ def _route(rules: Rules, call: CallInput, head: Explanation, agents: Sequence[en
         steps.append(Step("Voicemail", "no agent can take the call", says))
         return replace(head, outcome="voicemail", steps=tuple(steps))
     whom = f"all of {', '.join(order[:engine.MAX_PARALLEL])} at once" if head.parallel else order[0]
-    detail = (f"rings {whom} for {head.timeout_seconds} s = {q.answer_within_rings} rings × "
-              f"{head.ring_seconds:g} s − {rules.hotline.dial_buffer_seconds} s buffer; up to "
+    target = engine.ring_target(rules, queue)
+    timing = (f"{q.answer_within_rings} rings × {head.ring_seconds:g} s − "
+              f"{rules.hotline.dial_buffer_seconds} s buffer" if target.kept else
+              f"Twilio's shortest: the target, {q.answer_within_rings} rings × {head.ring_seconds:g} s, "
+              f"is shorter, so agents ring about {target.rings_about_seconds} s")
+    detail = (f"rings {whom} for {head.timeout_seconds} s = {timing}; up to "
               f"{q.max_attempts} attempt(s), then voicemail")
     steps.append(Step("Dial", detail, (*intro, _say(rules, lang, "connecting"))))
     first = order[0]

@@ -4,6 +4,10 @@ An admin fixing a rules file wants the whole list, not one error per attempt, so
 `check_rules` collects YAML errors, pydantic's field errors and the cross-field checks of
 `schema.cross_field_errors` (run on whichever sections are valid on their own).
 
+`review_rules` adds the warnings of `rules_warnings`: what the rules ask for and Twilio cannot
+do exactly (a ring target shorter than Twilio's shortest dial). They never refuse the rules:
+a UK hotline's "3 rings" is an ordinary standard that Twilio can only approximate.
+
 YAML is read with YAML 1.2 scalars: `10:00` stays the string "10:00" (YAML 1.1 makes it the
 number 600) and `NO` stays "NO" (Norway, not False). Duplicate keys are errors, not "last wins".
 """
@@ -19,6 +23,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from routing_rules.engine import ring_target, rings_for
 from routing_rules.schema import (
     LANGS,
     AgentRules,
@@ -49,6 +54,29 @@ class RulesError:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RulesWarning:
+    """Something the rules ask for that will not happen exactly as written; never refuses them."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RulesReview:
+    """What `review_rules` found: errors refuse the rules, warnings only inform."""
+
+    errors: list[RulesError]
+    warnings: list[RulesWarning]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
 
 
 class RulesInvalid(ValueError):
@@ -131,6 +159,36 @@ def check_rules(text: str) -> list[RulesError]:
     return errors
 
 
+def review_rules(text: str) -> RulesReview:
+    """Every error of the rules file `text` and, when its fields are valid, every warning."""
+    rules, errors = _parse(text, keep_rules=True)
+    return RulesReview(errors, rules_warnings(rules) if rules is not None else [])
+
+
+def rules_warnings(rules: Rules) -> list[RulesWarning]:
+    """What valid rules ask for that Twilio will not do exactly; the one place warnings are made.
+
+    A ring target shorter than Twilio's shortest dial: `<Dial timeout>` is at least 5 s and
+    Twilio rings about `dial_buffer_seconds` past it, so agents ring longer than the target.
+    """
+    found = []
+    for name in rules.queues:
+        target = ring_target(rules, name)
+        if target.kept:
+            continue
+        ring = "ring" if target.rings == 1 else "rings"
+        shortest = (f"{target.timeout_seconds} s timeout + {target.buffer_seconds} s buffer = "
+                    f"{target.rings_about_seconds} s" if target.buffer_seconds
+                    else f"{target.timeout_seconds} s")
+        heard = rings_for(target.rings_about_seconds, rules, name)
+        found.append(RulesWarning(
+            f"queues.{name}.answer_within_rings",
+            f"{target.rings} {ring} of {target.ring_seconds:g} s ({target.target_seconds:g} s) is "
+            f"shorter than Twilio's shortest dial ({shortest}): agents will ring about "
+            f"{target.rings_about_seconds} s ({heard} rings)"))
+    return found
+
+
 def load_rules(text: str) -> Rules:
     """The rules in `text`, or `RulesInvalid` listing every problem."""
     rules, errors = _parse(text)
@@ -149,7 +207,9 @@ def dump_rules(rules: Rules) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
-def _parse(text: str) -> tuple[Rules | None, list[RulesError]]:
+def _parse(text: str, keep_rules: bool = False) -> tuple[Rules | None, list[RulesError]]:
+    """The rules and [] when `text` loads, else (None, errors). With `keep_rules`, rules whose
+    fields are all valid come back beside cross-field errors (for their warnings)."""
     data, errors = _read_yaml(text)
     if errors:
         return None, errors
@@ -162,7 +222,7 @@ def _parse(text: str) -> tuple[Rules | None, list[RulesError]]:
         errors += _pydantic_errors(error)
     errors += [RulesError(path, message) for path, message in _cross_errors(data)]
     if errors:
-        return None, list(dict.fromkeys(errors))
+        return (rules if keep_rules else None), list(dict.fromkeys(errors))
     return rules, []
 
 

@@ -118,6 +118,53 @@ def test_agents_cannot_replace_rules(api, example_rules_text: str) -> None:  # t
     assert any(e["path"] == "queues.support.answer_within_rings" for e in response.json["errors"])
 
 
+def documented(path: str, method: str, status: int, body: object) -> list[str]:
+    """What is wrong with `body` as the OpenAPI document's answer of that operation and status."""
+    from jsonschema import Draft202012Validator  # schemathesis' own dependency
+
+    from webhooks.openapi import OPENAPI
+
+    schema = OPENAPI["paths"][path][method]["responses"][str(status)]["content"]["application/json"]["schema"]
+    return [error.message for error in Draft202012Validator({**OPENAPI, **schema}).iter_errors(body)]
+
+
+def test_rules_check_names_a_ring_target_twilio_cannot_keep_and_still_accepts_it(  # type: ignore[no-untyped-def]
+        api, example_rules_text: str) -> None:
+    one_ring = example_rules_text.replace("answer_within_rings: 3", "answer_within_rings: 1", 1)
+    response = api.post("/api/rules/check", data=one_ring, headers=ADMIN)
+    assert response.status_code == 200, response.json
+    assert response.json == {"ok": True, "errors": [], "warnings": [{
+        "path": "queues.support.answer_within_rings",
+        "message": "1 ring of 5 s (5 s) is shorter than Twilio's shortest dial (5 s timeout + 5 s buffer = "
+                   "10 s): agents will ring about 10 s (2 rings)"}]}
+    assert documented("/rules/check", "post", 200, response.json) == []
+    normal = api.post("/api/rules/check", data=example_rules_text, headers=ADMIN)
+    assert normal.status_code == 200 and normal.json == {"ok": True, "errors": [], "warnings": []}
+    assert documented("/rules/check", "post", 200, normal.json) == []
+
+
+def test_saving_rules_with_a_warning_saves_them_and_returns_the_warning(api, example_rules_text: str) -> None:  # type: ignore[no-untyped-def]
+    one_ring = example_rules_text.replace("answer_within_rings: 3", "answer_within_rings: 1", 1)
+    saved = api.put("/api/rules", data=one_ring, headers=ADMIN)
+    assert saved.status_code == 200, saved.json
+    assert saved.json["ok"] is True and isinstance(saved.json["version"], int)
+    assert [w["path"] for w in saved.json["warnings"]] == ["queues.support.answer_within_rings"]
+    assert documented("/rules", "put", 200, saved.json) == []
+    assert api.get("/api/rules", headers=ADMIN).json["queues"]["support"]["answer_within_rings"] == 1
+    assert documented("/rules", "put", 200, {**saved.json, "warnings": "none"}) != []  # the check bites
+
+    broken = one_ring.replace("strategy: round_robin", "strategy: fastest", 1)
+    refused = api.put("/api/rules", data=broken, headers=ADMIN)
+    assert refused.status_code == 422
+    assert [e["path"] for e in refused.json["errors"]] == ["queues.billing.strategy"]
+    assert refused.json["warnings"] == []  # a broken field: the rules are not judged further
+    assert documented("/rules", "put", 422, refused.json) == []
+    checked = api.post("/api/rules/check", data=broken, headers=ADMIN)
+    assert checked.status_code == 422 and documented("/rules/check", "post", 422, checked.json) == []
+    restored = api.put("/api/rules", data=example_rules_text, headers=ADMIN)
+    assert restored.status_code == 200 and restored.json["warnings"] == []
+
+
 @pytest.mark.parametrize(
     ("method", "path", "payload", "field"),
     [

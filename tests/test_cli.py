@@ -35,6 +35,33 @@ def test_rules_check_names_every_error_by_path(tmp_path: Path, example_rules_tex
     assert "queues.billing.strategy:" in result.output
 
 
+def test_rules_check_prints_a_ring_target_twilio_cannot_keep_as_a_warning_and_passes(
+        tmp_path: Path, example_rules_text: str) -> None:
+    one_ring = example_rules_text.replace("answer_within_rings: 3", "answer_within_rings: 1", 1)
+    path = tmp_path / "one-ring.yaml"
+    path.write_text(one_ring, encoding="utf-8")
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "warning: queues.support.answer_within_rings: 1 ring of 5 s (5 s) is shorter than Twilio's "
+        "shortest dial (5 s timeout + 5 s buffer = 10 s): agents will ring about 10 s (2 rings)",
+        "ok",
+    ]
+
+
+def test_rules_check_prints_warnings_after_the_errors(tmp_path: Path, example_rules_text: str) -> None:
+    both = example_rules_text.replace("answer_within_rings: 3", "answer_within_rings: 1", 1)
+    both = both.replace("agents: [anna, dmitri, mart, kasia]", "agents: [anna, dmitri, mart, zed]", 1)
+    path = tmp_path / "both.yaml"
+    path.write_text(both, encoding="utf-8")
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == "queues.support.agents.3: unknown agent 'zed'"
+    assert lines[1].startswith("warning: queues.support.answer_within_rings: 1 ring of 5 s")
+    assert "ok" not in lines
+
+
 def test_rules_check_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["rules", "check", str(tmp_path / "nope.yaml")])
     assert result.exit_code != 0 and "no such file" in result.output

@@ -269,6 +269,39 @@ def test_check_only_validates_without_saving(app, as_user) -> None:  # type: ign
     assert rules_path(app).read_text() == before
 
 
+ONE_RING_WARNING = (b"queues.support.answer_within_rings</code>: 1 ring of 5 s (5 s) is shorter than "
+                    b"Twilio&#39;s shortest dial")
+
+
+def test_check_only_shows_a_ring_target_twilio_cannot_keep_as_a_warning(app, as_user) -> None:  # type: ignore[no-untyped-def]
+    before = rules_path(app).read_text()
+    one_ring = before.replace("answer_within_rings: 3", "answer_within_rings: 1", 1)
+    response = post(as_user("admin"), "/console/rules/edit", {"text": one_ring, "action": "check"})
+    assert response.status_code == 200
+    assert b"The rules are valid" in response.data and b'id="rules-errors"' not in response.data
+    assert b'id="rules-warnings"' in response.data and b"1 warning " in response.data
+    assert ONE_RING_WARNING in response.data
+    assert rules_path(app).read_text() == before
+    normal = post(as_user("admin"), "/console/rules/edit", {"text": before, "action": "check"})
+    assert b'id="rules-warnings"' not in normal.data
+
+
+def test_saving_rules_with_a_warning_saves_them_and_shows_the_warning(app, as_user) -> None:  # type: ignore[no-untyped-def]
+    one_ring = rules_path(app).read_text().replace("answer_within_rings: 3", "answer_within_rings: 1", 1)
+    client = as_user("admin")
+    response = post(client, "/console/rules/edit", {"text": one_ring, "action": "save"},
+                    follow_redirects=True)
+    assert response.status_code == 200
+    assert b"The new rules are live" in response.data
+    assert b"Warning: queues.support.answer_within_rings: 1 ring of 5 s" in response.data
+    assert rules_path(app).read_text() == one_ring
+    assert runtime(app).rules.current().queues["support"].answer_within_rings == 1
+    editor = client.get("/console/rules/edit")  # the live rules' warning shows before any edit
+    assert ONE_RING_WARNING in editor.data
+    queues = client.get("/console/admin/queues").get_data(as_text=True)  # and the queues page flags it
+    assert "shorter than Twilio's shortest dial: agents ring about 10 s" in queues
+
+
 def test_saving_rules_goes_live_keeps_versions_and_rolls_back(app, as_user) -> None:  # type: ignore[no-untyped-def]
     original = rules_path(app).read_text()
     changed = original.replace("answer_within_rings: 3", "answer_within_rings: 4", 1)
@@ -588,6 +621,7 @@ def test_admin_queue_and_user_pages_show_the_rules_and_the_people(as_user) -> No
     client = as_user("admin")
     queues = client.get("/console/admin/queues").get_data(as_text=True)
     assert "support" in queues and "timeout 10 s" in queues and "/console/rules/edit" in queues
+    assert "shorter than Twilio" not in queues
     users = client.get("/console/admin/users").get_data(as_text=True)
     assert "anna" in users and "supervisor" in users
 

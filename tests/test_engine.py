@@ -191,6 +191,22 @@ def test_ring_timeout_never_below_twilio_minimum_of_five_seconds() -> None:
     assert engine.ring_timeout_seconds(one_uk_ring, "support") == 5
 
 
+def test_a_target_under_twilios_shortest_dial_is_not_kept() -> None:
+    one_uk_ring = engine.ring_target(make_rules(hotline={"country": "GB"}, answer_within_rings=1),
+                                     "support")
+    assert (one_uk_ring.target_seconds, one_uk_ring.rings_about_seconds) == (3, 5 + 5)
+    assert not one_uk_ring.kept
+    three_ee_rings = engine.ring_target(RULES, "support")
+    assert (three_ee_rings.timeout_seconds, three_ee_rings.rings_about_seconds) == (10, 15)
+    assert three_ee_rings.kept
+
+
+@pytest.mark.parametrize("ring_seconds", [5.2, 5.5, 5.8, 6.5, 7.3])
+def test_rounding_to_whole_seconds_is_not_a_target_missed(ring_seconds: float) -> None:
+    rules = make_rules(ring_seconds=ring_seconds)  # 3 rings: well above Twilio's minimum
+    assert engine.ring_target(rules, "support").kept
+
+
 def test_queue_and_hotline_ring_seconds_override_the_country() -> None:
     assert engine.ring_timeout_seconds(make_rules(hotline={"ring_seconds": 4}), "support") == 7
     rules = make_rules(hotline={"ring_seconds": 4, "dial_buffer_seconds": 0}, ring_seconds=6.5)

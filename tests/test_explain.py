@@ -125,3 +125,14 @@ def test_explaining_reads_no_clock(rules: Rules) -> None:
     call = CallInput(at=TUESDAY_NOON, digits="1")
     assert explain_call(rules, call, everyone(rules), free(rules)) == explain_call(
         rules, call, everyone(rules), free(rules))
+
+
+def test_a_ring_target_twilio_cannot_keep_is_explained_as_such(rules: Rules) -> None:
+    data = yaml.safe_load((ROOT / "examples" / "rules.yaml").read_text(encoding="utf-8"))
+    data["queues"]["support"]["answer_within_rings"] = 1  # 1 ring of 5 s: under Twilio's 5 s + 5 s buffer
+    short = load_rules(yaml.safe_dump(data, allow_unicode=True))
+    result = explain_call(short, CallInput(at=TUESDAY_NOON, digits="1"), everyone(short), free(short))
+    dial = next(step for step in result.steps if step.title == "Dial")
+    assert "rings anna for 5 s = Twilio's shortest" in dial.detail and "ring about 10 s" in dial.detail
+    kept = explain_call(rules, CallInput(at=TUESDAY_NOON, digits="1"), everyone(rules), free(rules))
+    assert "3 rings × 5 s − 5 s buffer" in next(step for step in kept.steps if step.title == "Dial").detail

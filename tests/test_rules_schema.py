@@ -6,7 +6,14 @@ import textwrap
 
 import pytest
 
-from routing_rules.loading import RulesInvalid, check_rules, dump_rules, load_rules
+from routing_rules.loading import (
+    RulesInvalid,
+    RulesWarning,
+    check_rules,
+    dump_rules,
+    load_rules,
+    review_rules,
+)
 from routing_rules.schema import Rules, ring_seconds_for_country
 
 MINIMAL = """\
@@ -298,3 +305,51 @@ def test_rules_built_in_python_are_cross_checked_too() -> None:
                                                   ("PL", 5), ("RU", 5), ("DE", 5), ("ee", 5)])
 def test_ring_cadence_by_country(country: str, seconds: float) -> None:
     assert ring_seconds_for_country(country) == seconds
+
+
+# --- warnings: what Twilio cannot keep, said but never refused ------------------------------------
+
+
+def uk(text: str, buffer: int = 5) -> str:
+    return text.replace("country: EE", f"country: GB\n  dial_buffer_seconds: {buffer}")
+
+
+def test_a_one_ring_target_is_a_warning_and_the_rules_still_load() -> None:
+    text = uk(MINIMAL, buffer=0).replace("answer_within_rings: 3", "answer_within_rings: 1")
+    review = review_rules(text)
+    assert review.ok and review.errors == [] and check_rules(text) == []
+    assert review.warnings == [RulesWarning(
+        "queues.support.answer_within_rings",
+        "1 ring of 3 s (3 s) is shorter than Twilio's shortest dial (5 s): "
+        "agents will ring about 5 s (2 rings)")]
+    assert load_rules(text).queues["support"].answer_within_rings == 1  # accepted as written
+
+
+def test_three_uk_rings_are_shorter_than_twilios_timeout_plus_its_buffer() -> None:
+    (warning,) = review_rules(uk(MINIMAL)).warnings
+    assert str(warning) == (
+        "queues.support.answer_within_rings: 3 rings of 3 s (9 s) is shorter than Twilio's shortest "
+        "dial (5 s timeout + 5 s buffer = 10 s): agents will ring about 10 s (4 rings)")
+
+
+@pytest.mark.parametrize(("hotline", "rings"), [("country: EE", 3), ("country: EE", 2),
+                                                ("country: US", 2), ("country: GB", 4)])
+def test_a_target_twilio_can_keep_gives_no_warning(hotline: str, rings: int) -> None:
+    text = MINIMAL.replace("country: EE", hotline).replace(
+        "answer_within_rings: 3", f"answer_within_rings: {rings}")
+    assert review_rules(text).warnings == []
+
+
+def test_a_queue_ring_seconds_override_is_judged_per_queue() -> None:
+    text = MINIMAL.replace("answer_within_rings: 3", "answer_within_rings: 1\n    ring_seconds: 4")
+    (warning,) = review_rules(text).warnings
+    assert warning.message.startswith("1 ring of 4 s (4 s) is shorter")
+
+
+def test_warnings_come_with_cross_field_errors_but_not_with_broken_fields() -> None:
+    short = MINIMAL.replace("answer_within_rings: 3", "answer_within_rings: 1")
+    unknown_agent = review_rules(short.replace("agents: [anna]", "agents: [zed]"))
+    assert [e.path for e in unknown_agent.errors] == ["queues.support.agents.0"]
+    assert [w.path for w in unknown_agent.warnings] == ["queues.support.answer_within_rings"]
+    bad_zone = review_rules(short.replace("Europe/Tallinn", "Europe/Talinn"))
+    assert [e.path for e in bad_zone.errors] == ["hotline.zone"] and bad_zone.warnings == []

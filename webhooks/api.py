@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from recordings import card, db
 from recordings.card import OPT_OUT_SOURCES
-from routing_rules.loading import check_rules, load_rules
+from routing_rules.loading import RulesReview, load_rules, review_rules
 from routing_rules.schema import Rules
 from telephony import numbers
 from telephony.outbound import Dialler, dialler_for
@@ -498,27 +498,31 @@ def get_rules():
     return jsonify(rt().rules.current().model_dump(mode="json"))
 
 
+def review_json(review: RulesReview) -> dict[str, list[dict[str, str]]]:
+    """A rules review's errors and warnings, each `{path, message}` (schema RulesProblem)."""
+    return {"errors": [{"path": e.path, "message": e.message} for e in review.errors],
+            "warnings": [{"path": w.path, "message": w.message} for w in review.warnings]}
+
+
 @bp.post("/rules/check")
 @requires("admin")
 def check_rules_view():
-    text = request.get_data(as_text=True)
-    errors = check_rules(text)
-    return jsonify(ok=not errors, errors=[{"path": e.path, "message": e.message} for e in errors]), (
-        200 if not errors else 422
-    )
+    review = review_rules(request.get_data(as_text=True))
+    return jsonify(ok=review.ok, **review_json(review)), (200 if review.ok else 422)
 
 
 @bp.put("/rules")
 @requires("admin")
 def put_rules():
-    """Replace the rules; like the console's editor, a saved change is a version (diff, rollback)."""
+    """Replace the rules; like the console's editor, a saved change is a version (diff, rollback).
+    Warnings do not stop the save: they come back with it."""
     from .console.rules import save_rules
 
     comment = request.args.get("comment")
-    version_id, errors = save_rules(request.get_data(as_text=True), g.principal.name, comment)
-    if errors:
-        return jsonify(error="invalid_rules", errors=[{"path": e.path, "message": e.message} for e in errors]), 422
-    return jsonify(ok=True, version=version_id)
+    version_id, review = save_rules(request.get_data(as_text=True), g.principal.name, comment)
+    if not review.ok:
+        return jsonify(error="invalid_rules", **review_json(review)), 422
+    return jsonify(ok=True, version=version_id, warnings=review_json(review)["warnings"])
 
 
 def write_rules(text: str) -> None:

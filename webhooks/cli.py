@@ -136,18 +136,20 @@ def rules() -> None:
 @rules.command("check")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def rules_check(path: Path) -> None:
-    """Print "ok", or every error with its field path."""
-    from routing_rules.loading import check_rules
+    """Print every error with its field path, then every warning ("warning: path: message"),
+    then "ok" if there was no error. Warnings alone do not fail the check."""
+    from routing_rules.loading import review_rules
 
     if not path.exists():
         raise click.ClickException(f"{path}: no such file")
-    errors = check_rules(path.read_text(encoding="utf-8"))
-    if not errors:
-        click.echo("ok")
-        return
-    for error in errors:
+    review = review_rules(path.read_text(encoding="utf-8"))
+    for error in review.errors:
         click.echo(f"{error.path}: {error.message}")
-    sys.exit(1)
+    for warning in review.warnings:
+        click.echo(f"warning: {warning.path}: {warning.message}")
+    if not review.ok:
+        sys.exit(1)
+    click.echo("ok")
 
 
 @main.command()

@@ -47,6 +47,11 @@ def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[st
 NULLABLE_STR = {"type": ["string", "null"]}
 TIME = {"type": ["string", "null"], "format": "date-time"}
 
+# POST /api/rules/check and PUT /api/rules: every error and warning of the rules, by path.
+_PROBLEMS = {"type": "array", "items": _ref("RulesProblem")}
+_WARNINGS = {**_PROBLEMS, "description": "what Twilio will not do exactly as written (e.g. a ring "
+             "target shorter than its shortest dial); never refuses the rules"}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -102,6 +107,23 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "OptOut": {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}},
+    "RulesProblem": {
+        "type": "object", "required": ["path", "message"], "additionalProperties": False,
+        "properties": {"path": {"type": "string", "description": "dotted field path, or <yaml>"},
+                       "message": {"type": "string"}},
+    },
+    "RulesCheck": {
+        "type": "object", "required": ["ok", "errors", "warnings"], "additionalProperties": False,
+        "properties": {"ok": {"type": "boolean"}, "errors": _PROBLEMS, "warnings": _WARNINGS},
+    },
+    "RulesSaved": {
+        "type": "object", "required": ["ok", "version", "warnings"], "additionalProperties": False,
+        "properties": {"ok": {"const": True}, "version": {"type": "integer"}, "warnings": _WARNINGS},
+    },
+    "RulesInvalid": {
+        "type": "object", "required": ["error", "errors", "warnings"], "additionalProperties": False,
+        "properties": {"error": {"const": "invalid_rules"}, "errors": _PROBLEMS, "warnings": _WARNINGS},
+    },
 }
 
 RECORDING_PATH = {"type": "string", "description": "the console's player (/console/recordings/{sid}), which "
@@ -195,12 +217,14 @@ PATHS: dict[str, Any] = {
     },
     "/rules": {
         "get": _op("The current routing rules", {"200": _json({"type": "object"})}, role="supervisor"),
-        "put": _op("Replace the rules (YAML body); every error is named by path",
-                   {"200": _json({"type": "object"}), "422": _json(_ref("Error"))}, role="admin"),
+        "put": _op("Replace the rules (YAML body); every error and warning is named by path",
+                   {"200": _json(_ref("RulesSaved"), "Saved and live (warnings do not stop a save)"),
+                    "422": _json(_ref("RulesInvalid"), "Errors: nothing was saved")}, role="admin"),
     },
     "/rules/check": {
         "post": _op("Validate a rules file (YAML body) without saving",
-                    {"200": _json({"type": "object"}), "422": _json({"type": "object"})}, role="admin"),
+                    {"200": _json(_ref("RulesCheck"), "No errors (there may be warnings)"),
+                     "422": _json(_ref("RulesCheck"), "Errors")}, role="admin"),
     },
 }
 

@@ -59,6 +59,7 @@ def admin_queues() -> Any:
         rows.append({
             "name": name, "q": q, "waiting": state.line_length(name),
             "timeout": engine.ring_timeout_seconds(rules, name),
+            "target": engine.ring_target(rules, name),  # a target Twilio cannot keep is flagged
             "ring_seconds": engine.ring_seconds(rules, name),
             "agents": [(a, snapshots[a].status if a in snapshots else "unknown") for a in q.agents],
         })

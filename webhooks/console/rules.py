@@ -14,7 +14,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 
 from recordings import db, rules_versions
 from routing_rules import explain as explain_mod
-from routing_rules.loading import RulesError, check_rules
+from routing_rules.loading import RulesReview, review_rules
 
 from .. import api, caller_cards
 from ..voice import line_status
@@ -28,18 +28,25 @@ def current_text() -> str:
     return rt().settings.rules_path.read_text(encoding="utf-8")
 
 
-def save_rules(text: str, by: str, comment: str | None) -> tuple[int | None, list[RulesError]]:
-    """Check, then save and make live; (version id, []) or (None, errors) with nothing saved."""
-    errors = check_rules(text)
-    if errors:
-        return None, errors
+def save_rules(text: str, by: str, comment: str | None) -> tuple[int | None, RulesReview]:
+    """Check, then save and make live: (version id, review), or (None, review) with nothing
+    saved when the review has errors. Warnings never stop a save; the caller shows them."""
+    review = review_rules(text)
+    if not review.ok:
+        return None, review
     with db.session() as s:
         if not rules_versions.has_versions(s):
             rules_versions.record_version(s, current_text(), FIRST_VERSION_BY,
                                           "the rules file before the first save from the console")
         version = rules_versions.record_version(s, text, by, comment)
         api.write_rules(text)  # inside the unit of work: a failed write records no version
-        return version.id, []
+        return version.id, review
+
+
+def flash_warnings(review: RulesReview) -> None:
+    """The saved rules' warnings, shown on the page the save redirects to."""
+    for warning in review.warnings:
+        flash(f"Warning: {warning.path}: {warning.message}", "warning")
 
 
 @bp.get("/rules")
@@ -54,19 +61,24 @@ def rules_view() -> Any:
 @role_required("admin")
 def rules_edit() -> Any:
     if request.method == "GET":
-        return render_template("rules_edit.html", text=current_text(), errors=[], comment="")
+        text = current_text()  # the live rules' warnings show before any edit
+        return render_template("rules_edit.html", text=text, errors=[],
+                               warnings=review_rules(text).warnings, comment="")
     text = request.form.get("text", "").replace("\r\n", "\n")
     comment = request.form.get("comment", "").strip()
     if request.form.get("action") == "check":
-        errors = check_rules(text)
-        if not errors:
+        review = review_rules(text)
+        if review.ok:
             flash("The rules are valid. Nothing was saved yet.")
-        page = render_template("rules_edit.html", text=text, errors=errors, comment=comment)
-        return page, (422 if errors else 200)
-    version_id, errors = save_rules(text, user().name, comment)
-    if errors:
-        return render_template("rules_edit.html", text=text, errors=errors, comment=comment), 422
+        page = render_template("rules_edit.html", text=text, errors=review.errors,
+                               warnings=review.warnings, comment=comment)
+        return page, (200 if review.ok else 422)
+    version_id, review = save_rules(text, user().name, comment)
+    if not review.ok:
+        return render_template("rules_edit.html", text=text, errors=review.errors,
+                               warnings=review.warnings, comment=comment), 422
     flash(f"Saved as version {version_id}. The new rules are live.")
+    flash_warnings(review)
     return redirect(url_for("console.rules_view"))
 
 
@@ -94,11 +106,13 @@ def rules_rollback(version_id: int) -> Any:
         if version is None:
             abort(404, f"No rules version {version_id}.")
         text = version.text
-    new_id, errors = save_rules(text, user().name, f"roll back to version {version_id}")
-    if errors:  # e.g. an agent was removed since: edit it instead
-        return render_template("rules_edit.html", text=text, errors=errors,
+    new_id, review = save_rules(text, user().name, f"roll back to version {version_id}")
+    if not review.ok:  # e.g. an agent was removed since: edit it instead
+        return render_template("rules_edit.html", text=text, errors=review.errors,
+                               warnings=review.warnings,
                                comment=f"roll back to version {version_id}"), 422
     flash(f"Rolled back to version {version_id} (saved as version {new_id}).")
+    flash_warnings(review)
     return redirect(url_for("console.rules_view"))
 
 

@@ -9,6 +9,7 @@ Idempotency keys are `{entity}:{id}:{what}` (see docs/card.md); a repeated key a
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from .models import (
 COMPLAINT_ACK_WITHIN = timedelta(hours=24)  # a supervisor acknowledges within a working day
 COMPLAINT_RESOLVE_WITHIN = timedelta(days=7)  # and resolves within a week
 TIMELINE_MAX_LIMIT = 500  # one page; keeps a card request cheap
+LAST_RESULT_LENGTH = 40  # callbacks.last_result's width: PostgreSQL refuses a longer value
 _TEXT_ARRAY = postgresql.ARRAY(sa.String)  # a batch's numbers as one PostgreSQL parameter
 
 EVENT_KINDS = frozenset(
@@ -1083,19 +1085,60 @@ def due_callbacks(s: Session, now: datetime, limit: int = 50) -> list[Callback]:
     )
 
 
-def claim_callback(s: Session, callback_id: int, agent_id: str | None) -> bool:
-    """Move one pending callback to dialling; False if another worker got it first."""
+def claim_callback(
+    s: Session,
+    callback_id: int,
+    agent_id: str | None,
+    *,
+    dial_sid: str | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Move one pending callback to dialling; False if another worker got it first (or it was
+    cancelled). The dispatcher claims before it places the call, so a dial that dies in between
+    is still `dialling`, with its id and start for the sweep (`stuck_dialling_callbacks`).
+    `dial_sid`: the dial's own id until the call is placed (`callback_call_placed`)."""
     result = s.execute(
         sa.update(Callback)
         .where(Callback.id == callback_id, Callback.status == "pending")
-        .values(status="dialling", agent_id=agent_id)
+        .values(status="dialling", agent_id=agent_id, dial_sid=dial_sid or f"dial-{uuid.uuid4().hex}",
+                dialled_at=_now(at))
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def callback_call_placed(s: Session, callback_id: int, dial_sid: str, call_sid: str) -> bool:
+    """The dial `dial_sid` placed its call: from now on it is known by the agent leg's CallSid,
+    which keys its attempt, so the call's own result and the sweep count it once between them.
+    False when the callback is no longer waiting for that dial (cancelled, or settled by the
+    sweep while Twilio took its time)."""
+    result = s.execute(
+        sa.update(Callback)
+        .where(Callback.id == callback_id, Callback.status == "dialling", Callback.dial_sid == dial_sid)
+        .values(dial_sid=call_sid)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def stuck_dialling_callbacks(s: Session, dialled_before: datetime, limit: int = 500) -> list[Callback]:
+    """Callbacks dialling since before `dialled_before` (or since an unknown time), oldest dial
+    first: the candidates of the sweep that settles dials whose result never came."""
+    return list(
+        s.scalars(
+            sa.select(Callback)
+            .where(
+                Callback.status == "dialling",
+                sa.or_(Callback.dialled_at.is_(None), Callback.dialled_at < dialled_before),
+            )
+            .order_by(Callback.dialled_at.asc().nulls_first(), Callback.id)
+            .limit(limit)
+        )
+    )
+
+
 def callback_attempt_key(callback_id: int, call_sid: str) -> str:
-    """The key of the attempt one outbound call made: a call is counted once, however often
-    its result arrives (an RQ retry, a repeated Dial action)."""
+    """The key of the attempt one dial made (its CallSid, or its own id when it placed no
+    call): a dial is counted once, however often its result arrives (an RQ retry, a repeated
+    Dial action, two workers sweeping it)."""
     return f"callback:{callback_id}:attempt:{call_sid}"
 
 
@@ -1107,6 +1150,7 @@ def record_callback_attempt(
     at: datetime | None = None,
     agent_id: str | None = None,
     call_sid: str | None = None,
+    dial_sid: str | None = None,
     retry_at: datetime | None = None,
     data: dict[str, Any] | None = None,
 ) -> Callback:
@@ -1114,9 +1158,10 @@ def record_callback_attempt(
     otherwise it is given up (`blocked` when the guard refused, else `failed`).
 
     With `call_sid` (the call the result is about) the attempt is keyed by it and a repeat
-    changes nothing. A closed callback is left as it is: a late result neither reopens nor
-    recounts it. Callers that apply a placed call's result check that the callback is still
-    `dialling`; a call Twilio refused to place is counted while it is `pending`.
+    changes nothing, even from two workers at once; a dial that placed no call (Twilio refused,
+    or the dispatcher stopped first) is keyed by its own id, `dial_sid`, and names no call.
+    A closed callback is left as it is: a late result neither reopens nor recounts it. Callers
+    that apply a dial's result check that the callback is still `dialling`.
     """
     cb = _get_or_raise(s, Callback, callback_id)
     if not cb.is_open:
@@ -1129,12 +1174,13 @@ def record_callback_attempt(
         "retry_at": _iso(retry_at),
         **(data or {}),
     }
-    key = callback_attempt_key(cb.id, call_sid) if call_sid else None
+    attempt_id = call_sid or dial_sid
+    key = callback_attempt_key(cb.id, attempt_id) if attempt_id else None
     added = append_event(s, cb.client_id, "callback_attempt", event, at, call_sid, agent_id, cb.queue, key=key)
     if added is None:
-        return cb  # this call's attempt is on the card already (even written concurrently)
+        return cb  # this dial's attempt is on the card already (even written concurrently)
     cb.attempts += 1
-    cb.last_result = result
+    cb.last_result = result[:LAST_RESULT_LENGTH]  # the event above keeps it whole (a Twilio error, say)
     cb.agent_id = agent_id or cb.agent_id
     if result == "completed":
         cb.status, cb.closed_at, cb.next_attempt_at = "completed", at, None
@@ -1227,6 +1273,7 @@ def schedule_callback_retry(
     *,
     at: datetime | None = None,
     call_sid: str | None = None,
+    dial_sid: str | None = None,
 ) -> bool:
     """Count a failed attempt; retry at `retry_at` unless `max_attempts` is used up.
 
@@ -1236,7 +1283,7 @@ def schedule_callback_retry(
     cb = _get_or_raise(s, Callback, callback_id)
     last = cb.attempts + 1 >= max_attempts
     cb = record_callback_attempt(
-        s, callback_id, why, at=at, call_sid=call_sid, retry_at=None if last else retry_at
+        s, callback_id, why, at=at, call_sid=call_sid, dial_sid=dial_sid, retry_at=None if last else retry_at
     )
     return cb.status == "pending"
 

@@ -242,6 +242,10 @@ class Callback(Base):
     last_result: Mapped[str | None] = mapped_column(sa.String(40))
     agent_id: Mapped[str | None] = mapped_column(sa.String(100))
     closed_at: Mapped[datetime | None]
+    # The latest dial: its id (the dispatcher's `CB{id}-{ms}` until the call is placed, then
+    # the agent leg's CallSid), which keys its attempt, and when it began (the sweep's clock).
+    dial_sid: Mapped[str | None] = mapped_column(sa.String(64))
+    dialled_at: Mapped[datetime | None]
 
     __table_args__ = (
         sa.Index("ix_callbacks_status_first_queued_at", "status", "first_queued_at"),

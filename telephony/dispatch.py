@@ -24,6 +24,8 @@ log = logging.getLogger("hotline.dispatch")
 
 CALL_PREFIX = "call:"
 CALLBACK_PREFIX = "callback:"
+DIAL_PREFIX = "CB"  # a callback's dial is `CB{callback id}-{ms}` until its call has a CallSid
+CALLBACK_HOLD_SECONDS = 120  # an agent claimed for a callback is held this long for its leg to be answered
 MAX_CONNECTS_PER_RUN = 50  # bounds one job; the next freed agent schedules another
 LINE_PAGE = 100  # line members read at a time while looking for work an agent can take now
 LINE_WALK_LIMIT = 1000  # members one queue's run looks at: bounds a walk past callbacks not due yet
@@ -137,7 +139,12 @@ def connect_waiting_call(queue: str, call_sid: str, since: float) -> Outcome:
 
 
 def dispatch_callback(callback_id: int, queue: str, since: float) -> Outcome:
-    """Claim a free agent and ring them first; the bridge then dials the client (guarded)."""
+    """Claim a free agent and ring them first; the bridge then dials the client (guarded).
+
+    The callback is `dialling` before the call is placed, under the dial's own id: whatever
+    stops the dispatcher from then on leaves a dial the sweep can find and settle
+    (`sweep_stuck_dialling`), never a call nobody waits for on a callback still `pending`.
+    """
     ctx = context.current()
     rules = ctx.current_rules()
     now = time.time()
@@ -155,26 +162,46 @@ def dispatch_callback(callback_id: int, queue: str, since: float) -> Outcome:
     caller = engine.CallerContext(e164=e164, language=cast(Lang, lang),
                                   last_agent=ctx.state.last_agent(e164))
     ranked = engine.rank_agents(rules, queue, snapshot, caller, set())
-    pseudo_sid = f"CB{callback_id}-{int(now)}"
-    claimed = ctx.state.claim_agents(ranked, pseudo_sid, 1, now, now + 120)
+    dial_sid = f"{DIAL_PREFIX}{callback_id}-{int(now * 1000)}"
+    claimed = ctx.state.claim_agents(ranked, dial_sid, 1, now, now + CALLBACK_HOLD_SECONDS)
     if not claimed:
         ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
         return "stop"
     agent_id = claimed[0]
-    result = dialler_for(context.current()).place_call(e164, agent_id=agent_id, purpose="requested_callback",
-                                   requested_by="callback", callback_id=callback_id)
     with db.session() as s:
-        if result.placed and result.call_sid:
-            card.claim_callback(s, callback_id, agent_id)
-            ctx.state.save_call(result.call_sid, {"callback": callback_id, "agent": agent_id,
-                                                  "pseudo": pseudo_sid, "queue": queue}, now)
-            return "handed"
-        ctx.state.release_unanswered(pseudo_sid, None, now)
+        dialling = card.claim_callback(s, callback_id, agent_id, dial_sid=dial_sid,
+                                       at=datetime.fromtimestamp(now, UTC))
+    if not dialling:  # cancelled meanwhile (or dialled by another run): the agent is not needed
+        ctx.state.release_unanswered(dial_sid, None, now)
+        return "skipped"
+    result = dialler_for(ctx).place_call(e164, agent_id=agent_id, purpose="requested_callback",
+                                         requested_by="callback", callback_id=callback_id)
+    if result.placed and result.call_sid:
+        _call_placed(callback_id, dial_sid, result.call_sid, agent_id, queue, now)
+        return "handed"
+    ctx.state.release_unanswered(dial_sid, None, now)
+    with db.session() as s:
         if result.verdict.allowed:  # Twilio refused: retry later with spacing; the rest wait for the next run
-            _retry_or_give_up(s, callback_id, queue, since, result.error or "twilio error")
+            _retry_or_give_up(s, callback_id, queue, since, result.error or "twilio error", dial_sid=dial_sid)
             return "stop"
         _settle_blocked(s, callback_id, queue, since, result.verdict.reason, result.verdict.next_allowed_at)
     return "skipped"
+
+
+def _call_placed(callback_id: int, dial_sid: str, call_sid: str, agent_id: str, queue: str, now: float) -> None:
+    """The dial's call exists: name it on the callback, save its live state for the leg's
+    callbacks, and settle it at once if its agent leg has ended already (Twilio's status
+    callback came before this state was saved: `agent_leg_ended` left a note for us)."""
+    ctx = context.current()
+    with db.session() as s:
+        if not card.callback_call_placed(s, callback_id, dial_sid, call_sid):
+            log.warning("callback %s stopped waiting for dial %s before its call %s was placed",
+                        callback_id, dial_sid, call_sid)
+    ctx.state.save_call(call_sid, {"callback": callback_id, "agent": agent_id, "pseudo": dial_sid,
+                                   "queue": queue}, now)
+    ended = (ctx.state.get_call(call_sid) or {}).get("leg_ended")
+    if ended:
+        agent_leg_ended(call_sid, ended)
 
 
 def _settle_blocked(s: Any, callback_id: int, queue: str, since: float, reason: str | None,
@@ -190,15 +217,17 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _retry_or_give_up(s, callback_id: int, queue: str, since: float, why: str, call_sid: str | None = None) -> None:
+def _retry_or_give_up(s, callback_id: int, queue: str, since: float, why: str, call_sid: str | None = None,
+                      *, dial_sid: str | None = None) -> None:
     """Count a failed attempt; the callback waits out its spacing at its place in line, or is
-    given up after the queue's `max_attempts`. `call_sid` (the dialled call) keys the attempt,
-    so a repeated result counts once."""
+    given up after the queue's `max_attempts`. `call_sid` (the dialled call), or `dial_sid`
+    for a dial that placed none, keys the attempt, so a repeated result counts once."""
     ctx = context.current()
     rules = ctx.current_rules()
     spacing = timedelta(minutes=rules.queues[queue].callback.retry_spacing_minutes)
     still_open = card.schedule_callback_retry(s, callback_id, why, datetime.now(UTC) + spacing,
-                                              rules.queues[queue].callback.max_attempts, call_sid=call_sid)
+                                              rules.queues[queue].callback.max_attempts, call_sid=call_sid,
+                                              dial_sid=dial_sid)
     if still_open:
         ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
 
@@ -215,7 +244,7 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
     rules = ctx.current_rules()
     now = time.time()
     call = ctx.state.get_call(call_sid) or {}
-    pseudo = call.get("pseudo")
+    pseudo = call.get("pseudo") or (_claim_of(agent_id, callback_id, now) if callback_id is not None else None)
     agent = rules.agents.get(agent_id)
     wrap = agent.wrap_up_seconds if agent else 0
     for sid in filter(None, (pseudo, call_sid)):
@@ -226,10 +255,11 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
         with db.session() as s:
             cb = card.get_callback(s, callback_id)
             if cb is not None and cb.status == "dialling":
+                queue = queue or cb.queue  # the leg's state may be lost: the callback knows its queue
                 if dial_status in ("completed", "answered"):
                     card.complete_callback(s, callback_id, agent_id=agent_id, call_sid=call_sid,
                                            duration=duration)
-                elif queue:
+                elif queue in rules.queues:
                     since = _aware(cb.first_queued_at).timestamp() if cb.first_queued_at else now
                     _retry_or_give_up(s, callback_id, queue, since, f"client {dial_status}", call_sid)
     ctx.enqueue(agent_freed, queue)
@@ -267,7 +297,7 @@ def _claim_of(agent_id: str, callback_id: int, now: float) -> str | None:
     """The pseudo call an agent is held for on behalf of a callback, read off the agent (the
     leg's own state is not saved yet when Twilio is faster than the dispatcher's last step)."""
     held = (context.current().state.agent(agent_id, now) or {}).get("call_sid", "")
-    return held if held.startswith(f"CB{callback_id}-") else None
+    return held if held.startswith(f"{DIAL_PREFIX}{callback_id}-") else None
 
 
 AGENT_LEG_MISSED = frozenset({"no-answer", "busy", "failed"})  # the agent's phone: a miss, as on a routed call
@@ -282,13 +312,22 @@ def agent_leg_ended(call_sid: str, status: str) -> None:
     Other statuses, and legs that are not a callback's, change nothing: an answered leg is
     settled by its bridge (`outbound_finished`, `callback_blocked_at_bridge`). Once per leg,
     whatever Twilio repeats.
+
+    Twilio may be faster than the dispatcher: a leg that fails at once can report before the
+    dispatcher has saved its state. The end is then noted on the leg (`leg_ended`) and read
+    back: whichever of the two writes second sees the other's, and settles it
+    (`_call_placed`); `end_call` lets one of them do it. (A leg that is no callback's keeps
+    the note, one small hash, for the call state's 24 h.)
     """
     if status not in AGENT_LEG_UNBRIDGED:
         return
     ctx = context.current()
     call = ctx.state.get_call(call_sid)
     if not call or not call.get("callback"):
-        return
+        ctx.state.save_call(call_sid, {"leg_ended": status}, time.time())
+        call = ctx.state.get_call(call_sid)
+        if not call or not call.get("callback"):
+            return  # not a callback's leg, or its dispatcher settles it when it saves the leg
     ended = ctx.state.end_call(call_sid)
     if ended is None:
         return  # settled already
@@ -308,6 +347,89 @@ def agent_leg_ended(call_sid: str, status: str) -> None:
             since = _aware(callback.first_queued_at).timestamp() if callback.first_queued_at else now
             _retry_or_give_up(s, callback_id, queue, since, f"agent {status}", call_sid)
     ctx.enqueue(agent_freed, queue)  # after the commit; the retry itself waits for its spacing
+
+
+STUCK_DIALLING_SECONDS = 15 * 60
+"""How long a callback may stay `dialling` with no live call before the sweep settles it.
+
+Longer than any dial takes to reach its client and report: the agent's phone rings up to
+`outbound.AGENT_RING_TIMEOUT_SECONDS` (30 s), the bridge's check and whisper fit in
+`outbound.BRIDGE_MARGIN` (30 s), and the client's phone rings up to the bridge's Dial timeout
+(a queue's ring target + 20 s; Twilio allows 600 s at most): 660 s in all, plus room for a
+worker's backlog. The dispatcher saves the call's live state seconds after placing it, so past
+this a dial with no live call in Redis (never saved: the dispatcher stopped; or its end seen and
+its result lost) will not report any more. It also outlasts `CALLBACK_HOLD_SECONDS`: the
+agent's hold for the dial has lapsed by then."""
+
+LONGEST_CALL_SECONDS = 4 * 3600 + STUCK_DIALLING_SECONDS
+"""Twilio ends a call at its TimeLimit, 4 hours unless set (the dialler sets none). A dial that
+began longer ago than that plus its ring has no live call, whatever Redis still says (a talk
+whose Dial action was lost); a dial from before migration 0005, whose call the row does not
+name, is settled then."""
+
+STUCK_RESULT = "no result"  # the attempt's result when the sweep settles a dial that never reported
+
+
+def sweep_stuck_dialling(now: datetime | None = None) -> int:
+    """Periodic (the dispatch tick): settle callbacks left `dialling` by a dial that will never
+    report back, the way an unanswered attempt is settled: counted, then retried after the
+    queue's spacing at the callback's place in line, or given up after `max_attempts`.
+
+    A dial is stuck when it began more than `STUCK_DIALLING_SECONDS` ago and its call is not
+    live (`_dial_may_be_live`): the dispatcher stopped between marking it and saving the call's
+    state, a job that applied its result failed for good, or Redis lost the call. The attempt
+    is keyed by the dial (its CallSid, or its own id when no call was placed), so two workers
+    sweeping at once, or a late result of the same call, count it once. Returns how many
+    callbacks were settled.
+    """
+    now = now or datetime.now(UTC)
+    with db.session(readonly=True) as s:
+        stuck = [(cb.id, cb.dial_sid, cb.dialled_at)
+                 for cb in card.stuck_dialling_callbacks(s, now - timedelta(seconds=STUCK_DIALLING_SECONDS))]
+    settled = 0
+    for callback_id, dial_sid, dialled_at in stuck:
+        if not _dial_may_be_live(dial_sid, dialled_at, now) and _settle_lost_dial(callback_id, dial_sid):
+            settled += 1
+    return settled
+
+
+def _dial_may_be_live(dial_sid: str | None, dialled_at: datetime | None, now: datetime) -> bool:
+    """Whether the dial's call may still be ringing or talking: its live state is kept and has
+    not ended (a pseudo id never has any: no call was placed), within the longest call."""
+    if dialled_at is None or now - _aware(dialled_at) >= timedelta(seconds=LONGEST_CALL_SECONDS):
+        return False
+    if dial_sid is None:
+        return True  # dialled before the row named its call: wait out the longest call
+    call = context.current().state.get_call(dial_sid)
+    return call is not None and not call.get("ended") and not call.get("leg_ended")
+
+
+def _settle_lost_dial(callback_id: int, dial_sid: str | None) -> bool:
+    """Count the lost dial as an unanswered attempt, unless the callback moved on meanwhile
+    (its result came, it was cancelled or dialled again). True if it was settled here."""
+    rules = context.current().current_rules()
+    with db.session() as s:
+        cb = card.get_callback(s, callback_id)
+        if cb is None or cb.status != "dialling" or cb.dial_sid != dial_sid:
+            return False
+        attempts = cb.attempts
+        placed = dial_sid is not None and _is_call_sid(dial_sid)
+        call_sid, own_id = (dial_sid, None) if placed else (None, dial_sid or f"{DIAL_PREFIX}{callback_id}-before-0005")
+        if cb.queue in rules.queues:
+            since = _aware(cb.first_queued_at).timestamp() if cb.first_queued_at else time.time()
+            _retry_or_give_up(s, callback_id, cb.queue, since, STUCK_RESULT, call_sid, dial_sid=own_id)
+        else:  # its queue left the rules: no spacing or attempts to go by, and no line to wait in
+            card.record_callback_attempt(s, callback_id, STUCK_RESULT, call_sid=call_sid, dial_sid=own_id)
+        if cb.attempts == attempts:
+            return False  # another worker counted this dial first (its attempt's key was taken)
+        log.warning("callback %s was dialling since %s with no live call (dial %s): settled as %s",
+                    callback_id, cb.dialled_at, dial_sid, cb.status)
+    return True
+
+
+def _is_call_sid(dial_sid: str) -> bool:
+    """A Twilio CallSid (`CA` + 32 hex digits), not a dial's own id (`CB{id}-{ms}`)."""
+    return dial_sid.startswith("CA")
 
 
 STRANDED_AFTER_SECONDS = 60  # after the caller's leg ended, how long a Dial action may still come
@@ -335,7 +457,9 @@ TICK_EVERY_SECONDS = 10  # a due callback or an ended wrap-up waits at most this
 
 def tick(now: datetime | None = None) -> int:
     """Periodic: bring back agents the live state lacks, start a new day's call counters after
-    local midnight, then serve lines whose agents are free (wrap-ups that ended, due callbacks).
+    local midnight, serve lines whose agents are free (wrap-ups that ended, due callbacks),
+    then settle callbacks stuck in `dialling` (`sweep_stuck_dialling`; after serving, so a
+    fault there never holds up a line). Returns how many waiting calls/callbacks were served.
 
     Agents go missing when Redis loses its data (a restart without persistence, a failover to
     an empty replica) or when the rules file gains an agent by hand; until they are back, no
@@ -349,7 +473,9 @@ def tick(now: datetime | None = None) -> int:
     today = (now or datetime.now(UTC)).astimezone(engine.zone(rules)).date().isoformat()
     if ctx.state.start_day(today, ctx.state.agent_ids()):
         log.info("new day %s: agents' calls_today counters reset", today)
-    return agent_freed(None)
+    served = agent_freed(None)
+    sweep_stuck_dialling(now)
+    return served
 
 
 TICK_CHAIN = "dispatch-tick"

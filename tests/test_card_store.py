@@ -69,7 +69,7 @@ def test_migration_creates_exactly_the_models_schema(db: str) -> None:
 def test_upgrade_twice_is_a_no_op(db: str) -> None:
     card_db.upgrade(db)
     with card_db.engine().connect() as conn:
-        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0004"  # 0004_event_kind_index
+        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0005"  # 0005_callback_dial
 
 
 def test_ping_says_the_database_answers(db: str) -> None:

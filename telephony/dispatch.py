@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -19,6 +19,7 @@ from routing_rules.schema import Lang
 
 from . import context
 from .outbound import dialler_for
+from .state import LiveState
 
 log = logging.getLogger("hotline.dispatch")
 
@@ -294,9 +295,16 @@ def callback_blocked_at_bridge(callback_id: int, agent_id: str, call_sid: str, r
 
 
 def _claim_of(agent_id: str, callback_id: int, now: float) -> str | None:
-    """The pseudo call an agent is held for on behalf of a callback, read off the agent (the
-    leg's own state is not saved yet when Twilio is faster than the dispatcher's last step)."""
-    held = (context.current().state.agent(agent_id, now) or {}).get("call_sid", "")
+    return callback_hold(context.current().state, agent_id, callback_id, {}, now)
+
+
+def callback_hold(state: LiveState, agent_id: str, callback_id: int, leg: Mapping[str, str], now: float) -> str | None:
+    """The id an agent is held under for a callback's dial: the one its agent leg's state names
+    (`pseudo`), else the agent's own hold when it is this callback's dial (the leg's state is
+    not saved yet when Twilio is faster than the dispatcher's last step)."""
+    if leg.get("pseudo"):
+        return leg["pseudo"]
+    held = (state.agent(agent_id, now) or {}).get("call_sid", "")
     return held if held.startswith(f"{DIAL_PREFIX}{callback_id}-") else None
 
 

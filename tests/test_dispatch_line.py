@@ -421,3 +421,55 @@ def test_the_bridge_takes_a_window_closing_within_its_margin_as_closed(app: Any)
     blocked = dialler.check_at_bridge(CLIENT, late)
     assert (blocked.allowed, blocked.reason) == (False, "outside_hours")
     assert blocked.next_allowed_at == datetime(2026, 12, 9, 9, 0, tzinfo=london)
+
+
+def test_a_callback_s_agent_is_on_the_call_from_the_bridge_until_its_result_however_long_the_talk(app: Any) -> None:
+    """The dispatcher holds the agent for the ring (CALLBACK_HOLD_SECONDS); once they answer and
+    the bridge dials the client they are on the call, so the lapsed hold never offers them
+    another call mid-talk. The bridge's result frees them."""
+    from urllib.parse import urlsplit
+
+    from tests.conftest import Voice
+
+    callback_id, leg = dialled_callback(app, float(int(time.time()) - 600))
+    state = app.extensions["hotline"].state
+    bridge = urlsplit(twilio(app).created[0]["Url"])
+    voice = Voice(app)
+    params = {"CallSid": leg, "AccountSid": ACCOUNT_SID, "CallStatus": "in-progress", "Direction": "outbound-api"}
+    for _ in range(2):  # the second: a repeated bridge request
+        assert "<Dial" in voice.post(f"{bridge.path}?{bridge.query}", params).get_data(as_text=True)
+    later = time.time() + dispatch.CALLBACK_HOLD_SECONDS + 60  # the talk outlasts the ring's hold
+    assert state.agent("anna", later)["status"] == "on_call"
+    assert "anna" not in {a.id for a in state.snapshot(["anna"], later) if a.status == "available"}
+
+    result = {**params, "DialCallStatus": "completed", "DialCallDuration": "300"}
+    assert voice.post(f"/voice/outbound-result?client=%2B447911000001&agent=anna&callback={callback_id}",
+                      result).status_code == 200
+    voice.run_jobs()
+    assert callback_row(callback_id)[0] == "completed"
+    assert agent_status(app, "anna") in ("available", "wrap_up")
+
+
+def test_a_callback_s_agent_whose_bridge_result_never_comes_is_freed_after_the_leg_ends(app: Any) -> None:
+    """The agent leg's completed status schedules the stranded-agent check, as for an inbound
+    caller: the bridge's result normally frees the agent first; if it never comes, the check does."""
+    from urllib.parse import urlsplit
+
+    from rq.registry import ScheduledJobRegistry
+
+    from tests.conftest import Voice
+
+    _, leg = dialled_callback(app, float(int(time.time()) - 600))
+    runtime = app.extensions["hotline"]
+    bridge = urlsplit(twilio(app).created[0]["Url"])
+    voice = Voice(app)
+    params = {"CallSid": leg, "AccountSid": ACCOUNT_SID, "CallStatus": "in-progress", "Direction": "outbound-api"}
+    voice.post(f"{bridge.path}?{bridge.query}", params)
+    assert agent_status(app, "anna") == "on_call"
+    status = {**params, "CallStatus": "completed", "From": "+3726140000", "To": "client:anna", "SequenceNumber": "4"}
+    assert voice.post("/voice/status", status).status_code == 204
+    scheduled = ScheduledJobRegistry(runtime.jobs.name, connection=runtime.jobs.connection)
+    (job,) = [runtime.jobs.fetch_job(j) for j in scheduled.get_job_ids()]
+    assert job.func_name.endswith("release_stranded_agent") and job.args[0] == "anna"
+    job.perform()  # its minute is up and no result came
+    assert agent_status(app, "anna") in ("available", "wrap_up")

@@ -861,6 +861,10 @@ def status():
 
             if form["CallStatus"] in dispatch.AGENT_LEG_UNBRIDGED:  # an answered leg is its bridge's to settle
                 rt().enqueue(dispatch.agent_leg_ended, call_sid, form["CallStatus"])
+            else:  # a callback's agent is on its call until the bridge's result: look again if it never comes
+                leg = rt().state.get_call(call_sid) or {}
+                if leg.get("agent") and leg.get("pseudo"):
+                    strand_check(leg["agent"], leg["pseudo"])
     return Response(status=204)
 
 
@@ -962,6 +966,8 @@ def outbound_bridge():
             runtime.enqueue(dispatch.callback_blocked_at_bridge, callback_id, agent_id, leg,
                             verdict.reason, verdict.next_allowed_at)
         return twiml(Script().add(say(rules, agent_lang, "outbound_blocked", reason=verdict.reason or ""), HangupStep()))
+    if callback and callback.isdigit():
+        hold_callback_agent(runtime, agent_id, int(callback), request.form.get("CallSid", ""))
     key = "callback_whisper" if callback else "outbound_whisper"
     return twiml(Script().add(
         say(rules, agent_lang, key, client=client),
@@ -974,6 +980,20 @@ def outbound_bridge():
             caller_id=rules.hotline.numbers[0],
         ),
     ))
+
+
+def hold_callback_agent(runtime: Runtime, agent_id: str, callback_id: int, leg: str) -> None:
+    """The agent answered a callback's leg and the bridge dials the client: the agent is on the
+    call from now until its result frees them (`dispatch.outbound_finished`), no longer only
+    held for the ring, a hold that lapses (`dispatch.CALLBACK_HOLD_SECONDS`) and would have
+    offered them another call in the middle of this one. A repeated request changes nothing."""
+    from telephony import dispatch
+
+    state = runtime.state
+    now = time.time()
+    hold = dispatch.callback_hold(state, agent_id, callback_id, state.get_call(leg) or {}, now)
+    if hold:
+        state.mark_on_call(agent_id, hold, now)
 
 
 @bp.post("/outbound-result")

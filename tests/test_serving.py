@@ -96,3 +96,22 @@ def test_the_app_asks_once_per_function_whether_it_must_be_made_synchronous(make
         return "ok"
 
     assert app.ensure_sync(view) is view
+
+
+def test_a_rules_file_loaded_from_disk_logs_its_warnings_once(tmp_path: Path, example_rules_text: str,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A file deployed or edited by hand never passes through the editor or `rules check`: its
+    warnings go to the log when a process loads it, and not again until it changes."""
+    import logging
+
+    from webhooks.runtime import RulesSource
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(example_rules_text.replace("answer_within_rings: 3", "answer_within_rings: 1", 1), encoding="utf-8")
+    source = RulesSource(path)
+    with caplog.at_level(logging.WARNING, logger="hotline.runtime"):
+        source.current()
+        source._checked = 0.0  # the next read looks at the file again: unchanged
+        source.current()
+    (logged,) = [r.getMessage() for r in caplog.records if "answer_within_rings" in r.getMessage()]
+    assert "queues.support.answer_within_rings: 1 ring of" in logged and "shorter than Twilio's shortest dial" in logged

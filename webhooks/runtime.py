@@ -22,7 +22,7 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 
 from recordings import db as card_db
-from routing_rules.loading import load_rules
+from routing_rules.loading import load_rules, rules_warnings
 from routing_rules.schema import Rules
 from telephony import context as telephony_context
 from telephony.redis_client import KeptConnection
@@ -107,6 +107,8 @@ class RulesSource:
             if self._rules is None or mtime != self._mtime:
                 self._rules = load_rules(self.path.read_text(encoding="utf-8"))
                 self._mtime = mtime
+                for warning in rules_warnings(self._rules):  # a file deployed or edited by hand: no editor showed them
+                    log.warning("rules %s: %s", self.path, warning)
             return self._rules
 
     def replace(self, rules: Rules) -> None:

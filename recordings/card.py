@@ -1085,6 +1085,28 @@ def due_callbacks(s: Session, now: datetime, limit: int = 50) -> list[Callback]:
     )
 
 
+def pending_callback_places(
+    s: Session, after: tuple[datetime, int] | None = None, limit: int = 500
+) -> list[tuple[int, str, datetime]]:
+    """Pending callbacks as (id, queue, first_queued_at), in the order their callers first
+    queued, due or not: the places the dispatch tick keeps in the waiting lines. One page of
+    `limit` after `after`, the (first_queued_at, id) of the previous page's last row: keyset
+    pages on the (status, first_queued_at) index, so a page costs the same however far in."""
+    query = (
+        sa.select(Callback.id, Callback.queue, Callback.first_queued_at)
+        .where(Callback.status == "pending")
+        .order_by(Callback.first_queued_at, Callback.id)
+        .limit(limit)
+    )
+    if after is not None:
+        queued, last_id = after
+        query = query.where(
+            Callback.first_queued_at >= queued,
+            sa.or_(Callback.first_queued_at > queued, Callback.id > last_id),
+        )
+    return [(row.id, row.queue, row.first_queued_at) for row in s.execute(query)]
+
+
 def claim_callback(
     s: Session,
     callback_id: int,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from recordings import card, db
 from recordings.models import Callback
@@ -31,6 +32,7 @@ MAX_CONNECTS_PER_RUN = 50  # bounds one job; the next freed agent schedules anot
 LINE_PAGE = 100  # line members read at a time while looking for work an agent can take now
 LINE_WALK_LIMIT = 1000  # members one queue's run looks at: bounds a walk past callbacks not due yet
 PERMANENT_BLOCKS = ("opted_out_client", "opted_out_number", "invalid_number")  # no later time to wait for
+RESTORE_PAGE = 500  # pending callbacks read at a time when the tick checks their places in line
 
 # What became of one line member handed to the dispatcher: "handed" (an agent takes it: one fewer
 # free), "skipped" (gone, not due, blocked by the guard: no agent used, the walk goes on) or
@@ -183,10 +185,13 @@ def dispatch_callback(callback_id: int, queue: str, since: float) -> Outcome:
     ctx.state.release_unanswered(dial_sid, None, now)
     with db.session() as s:
         if result.verdict.allowed:  # Twilio refused: retry later with spacing; the rest wait for the next run
-            _retry_or_give_up(s, callback_id, queue, since, result.error or "twilio error", dial_sid=dial_sid)
-            return "stop"
-        _settle_blocked(s, callback_id, queue, since, result.verdict.reason, result.verdict.next_allowed_at)
-    return "skipped"
+            place = _retry_or_give_up(s, callback_id, queue, since, result.error or "twilio error",
+                                      dial_sid=dial_sid)
+        else:
+            place = _settle_blocked(s, callback_id, queue, since, result.verdict.reason,
+                                    result.verdict.next_allowed_at)
+    _back_in_line(place)
+    return "stop" if result.verdict.allowed else "skipped"
 
 
 def _call_placed(callback_id: int, dial_sid: str, call_sid: str, agent_id: str, queue: str, now: float) -> None:
@@ -205,13 +210,31 @@ def _call_placed(callback_id: int, dial_sid: str, call_sid: str, agent_id: str, 
         agent_leg_ended(call_sid, ended)
 
 
+class LinePlace(NamedTuple):
+    """A callback's place in its queue's line: scored by when its caller first queued."""
+
+    queue: str
+    callback_id: int
+    since: float
+
+
+def _back_in_line(place: LinePlace | None) -> None:
+    """Put a callback that is `pending` again back at its place in line. Only once the
+    transaction that made it pending has committed: a dispatcher that took it off the line
+    before then would read it still `dialling`, drop it, and nothing would put it back."""
+    if place is not None:
+        context.current().state.join_line(place.queue, CALLBACK_PREFIX + str(place.callback_id), place.since)
+
+
 def _settle_blocked(s: Any, callback_id: int, queue: str, since: float, reason: str | None,
-                    next_allowed_at: datetime | None) -> None:
+                    next_allowed_at: datetime | None) -> LinePlace | None:
     """The guard refused the client: not an attempt. The callback waits for the next allowed
-    time at its place in line, or closes when there is none (an opt-out, an invalid number)."""
+    time at its place in line (returned: join it after the commit, `_back_in_line`), or closes
+    when there is none (an opt-out, an invalid number)."""
     card.block_callback(s, callback_id, reason or "blocked", next_allowed_at)
     if next_allowed_at and reason not in PERMANENT_BLOCKS:
-        context.current().state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
+        return LinePlace(queue, callback_id, since)
+    return None
 
 
 def _aware(value: datetime) -> datetime:
@@ -219,18 +242,17 @@ def _aware(value: datetime) -> datetime:
 
 
 def _retry_or_give_up(s, callback_id: int, queue: str, since: float, why: str, call_sid: str | None = None,
-                      *, dial_sid: str | None = None) -> None:
-    """Count a failed attempt; the callback waits out its spacing at its place in line, or is
-    given up after the queue's `max_attempts`. `call_sid` (the dialled call), or `dial_sid`
-    for a dial that placed none, keys the attempt, so a repeated result counts once."""
-    ctx = context.current()
-    rules = ctx.current_rules()
+                      *, dial_sid: str | None = None) -> LinePlace | None:
+    """Count a failed attempt; the callback waits out its spacing at its place in line
+    (returned: join it after the commit, `_back_in_line`), or is given up after the queue's
+    `max_attempts`. `call_sid` (the dialled call), or `dial_sid` for a dial that placed none,
+    keys the attempt, so a repeated result counts once."""
+    rules = context.current().current_rules()
     spacing = timedelta(minutes=rules.queues[queue].callback.retry_spacing_minutes)
     still_open = card.schedule_callback_retry(s, callback_id, why, datetime.now(UTC) + spacing,
                                               rules.queues[queue].callback.max_attempts, call_sid=call_sid,
                                               dial_sid=dial_sid)
-    if still_open:
-        ctx.state.join_line(queue, CALLBACK_PREFIX + str(callback_id), since)
+    return LinePlace(queue, callback_id, since) if still_open else None
 
 
 def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: str, duration: int,
@@ -252,6 +274,7 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
         ctx.state.mark_on_call(agent_id, sid, now)
         ctx.state.release_after_call(agent_id, sid, now, wrap)
     queue = call.get("queue")
+    place = None
     if callback_id is not None:
         with db.session() as s:
             cb = card.get_callback(s, callback_id)
@@ -262,7 +285,8 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
                                            duration=duration)
                 elif queue in rules.queues:
                     since = _aware(cb.first_queued_at).timestamp() if cb.first_queued_at else now
-                    _retry_or_give_up(s, callback_id, queue, since, f"client {dial_status}", call_sid)
+                    place = _retry_or_give_up(s, callback_id, queue, since, f"client {dial_status}", call_sid)
+    _back_in_line(place)
     ctx.enqueue(agent_freed, queue)
 
 
@@ -285,12 +309,14 @@ def callback_blocked_at_bridge(callback_id: int, agent_id: str, call_sid: str, r
     if pseudo:
         ctx.state.release_unanswered(pseudo, None, now)  # not a miss: the agent answered
     queue = call.get("queue")
+    place = None
     with db.session() as s:
         callback = card.get_callback(s, callback_id)
         if callback is not None and callback.is_open:
             queue = queue or callback.queue
             since = _aware(callback.first_queued_at).timestamp() if callback.first_queued_at else now
-            _settle_blocked(s, callback_id, queue, since, reason, next_allowed_at)
+            place = _settle_blocked(s, callback_id, queue, since, reason, next_allowed_at)
+    _back_in_line(place)
     ctx.enqueue(agent_freed, queue)  # after the commit: the agent is free again
 
 
@@ -349,11 +375,13 @@ def agent_leg_ended(call_sid: str, status: str) -> None:
         agent = rules.agents.get(agent_id)
         ctx.state.release_missed(agent_id, pseudo, now, agent.miss_limit if agent else 3)
     queue = fields.get("queue")
+    place = None
     with db.session() as s:
         callback = card.get_callback(s, callback_id)
         if callback is not None and callback.status == "dialling" and queue in rules.queues:
             since = _aware(callback.first_queued_at).timestamp() if callback.first_queued_at else now
-            _retry_or_give_up(s, callback_id, queue, since, f"agent {status}", call_sid)
+            place = _retry_or_give_up(s, callback_id, queue, since, f"agent {status}", call_sid)
+    _back_in_line(place)
     ctx.enqueue(agent_freed, queue)  # after the commit; the retry itself waits for its spacing
 
 
@@ -416,6 +444,7 @@ def _settle_lost_dial(callback_id: int, dial_sid: str | None) -> bool:
     """Count the lost dial as an unanswered attempt, unless the callback moved on meanwhile
     (its result came, it was cancelled or dialled again). True if it was settled here."""
     rules = context.current().current_rules()
+    place = None
     with db.session() as s:
         cb = card.get_callback(s, callback_id)
         if cb is None or cb.status != "dialling" or cb.dial_sid != dial_sid:
@@ -425,13 +454,14 @@ def _settle_lost_dial(callback_id: int, dial_sid: str | None) -> bool:
         call_sid, own_id = (dial_sid, None) if placed else (None, dial_sid or f"{DIAL_PREFIX}{callback_id}-before-0005")
         if cb.queue in rules.queues:
             since = _aware(cb.first_queued_at).timestamp() if cb.first_queued_at else time.time()
-            _retry_or_give_up(s, callback_id, cb.queue, since, STUCK_RESULT, call_sid, dial_sid=own_id)
+            place = _retry_or_give_up(s, callback_id, cb.queue, since, STUCK_RESULT, call_sid, dial_sid=own_id)
         else:  # its queue left the rules: no spacing or attempts to go by, and no line to wait in
             card.record_callback_attempt(s, callback_id, STUCK_RESULT, call_sid=call_sid, dial_sid=own_id)
         if cb.attempts == attempts:
             return False  # another worker counted this dial first (its attempt's key was taken)
         log.warning("callback %s was dialling since %s with no live call (dial %s): settled as %s",
                     callback_id, cb.dialled_at, dial_sid, cb.status)
+    _back_in_line(place)
     return True
 
 
@@ -460,18 +490,62 @@ def release_stranded_agent(agent_id: str, call_sid: str) -> bool:
     return freed
 
 
+def restore_callback_places(page_size: int = RESTORE_PAGE) -> int:
+    """Periodic (the dispatch tick): put every pending callback that is missing from its
+    queue's line back at its place, the time its caller first queued (as `join_line` first
+    placed it). A line goes with Redis's data (a restart without persistence, a failover to an
+    empty replica), and a callback's member with a job that stopped between its commit and its
+    join; nothing else would bring them back, and a pending callback out of every line is never
+    dialled.
+
+    Cheap enough for every tick: the pending callbacks are read in keyset pages of `page_size`
+    on the (status, first_queued_at) index, and each page is one `ZADD NX` per queue, so a
+    member in line keeps its place. Callbacks whose queue left the rules wait where they are,
+    out of every line (one log line a run). Returns how many were put back.
+    """
+    ctx = context.current()
+    rules = ctx.current_rules()
+    restored: Counter[str] = Counter()
+    queueless: Counter[str] = Counter()
+    after: tuple[datetime, int] | None = None
+    while True:
+        with db.session(readonly=True) as s:
+            page = card.pending_callback_places(s, after, page_size)
+        places: dict[str, dict[str, float]] = {}
+        for callback_id, queue, first_queued_at in page:
+            if queue in rules.queues:
+                places.setdefault(queue, {})[CALLBACK_PREFIX + str(callback_id)] = _aware(first_queued_at).timestamp()
+            else:
+                queueless[queue] += 1
+        for queue, members in places.items():
+            if added := ctx.state.restore_places(queue, members):
+                restored[queue] += added
+        if len(page) < page_size:
+            break
+        after = (page[-1][2], page[-1][0])
+    if restored:
+        log.warning("pending callbacks missing from their lines were put back at their places: %s",
+                    ", ".join(f"{queue} {n}" for queue, n in sorted(restored.items())))
+    if queueless:
+        log.warning("pending callbacks of queues no longer in the rules wait out of every line: %s",
+                    ", ".join(f"{queue} {n}" for queue, n in sorted(queueless.items())))
+    return sum(restored.values())
+
+
 TICK_EVERY_SECONDS = 10  # a due callback or an ended wrap-up waits at most this long
 
 
 def tick(now: datetime | None = None) -> int:
     """Periodic: bring back agents the live state lacks, start a new day's call counters after
-    local midnight, serve lines whose agents are free (wrap-ups that ended, due callbacks),
-    then settle callbacks stuck in `dialling` (`sweep_stuck_dialling`; after serving, so a
-    fault there never holds up a line). Returns how many waiting calls/callbacks were served.
+    local midnight, put pending callbacks missing from their lines back at their places
+    (`restore_callback_places`; before serving, so a later caller is not served ahead of them),
+    serve lines whose agents are free (wrap-ups that ended, due callbacks), then settle
+    callbacks stuck in `dialling` (`sweep_stuck_dialling`; after serving, so a fault there
+    never holds up a line). Returns how many waiting calls/callbacks were served.
 
-    Agents go missing when Redis loses its data (a restart without persistence, a failover to
-    an empty replica) or when the rules file gains an agent by hand; until they are back, no
-    call reaches them. Existing agents are never touched.
+    Agents and lines go missing when Redis loses its data (a restart without persistence, a
+    failover to an empty replica); agents also when the rules file gains one by hand. Until
+    they are back, no call reaches them. Existing agents and members keep what they have.
     """
     ctx = context.current()
     rules = ctx.current_rules()
@@ -481,6 +555,10 @@ def tick(now: datetime | None = None) -> int:
     today = (now or datetime.now(UTC)).astimezone(engine.zone(rules)).date().isoformat()
     if ctx.state.start_day(today, ctx.state.agent_ids()):
         log.info("new day %s: agents' calls_today counters reset", today)
+    try:
+        restore_callback_places()
+    except Exception:  # the card store is down: the callers in line are served all the same
+        log.exception("could not check the pending callbacks' places in line")
     served = agent_freed(None)
     sweep_stuck_dialling(now)
     return served

@@ -620,6 +620,13 @@ class LiveState:
         """Join the line at `since`; re-joining keeps the original place. True if new."""
         return bool(self.redis.zadd(self.keys.line(queue), {member: float(since)}, nx=True))
 
+    def restore_places(self, queue: str, places: Mapping[str, float]) -> int:
+        """Put members back in the line at their times, one command for all; a member in the
+        line keeps its place (`ZADD NX`, as `join_line`). Returns how many were missing."""
+        if not places:
+            return 0
+        return int(cast(int, self.redis.zadd(self.keys.line(queue), dict(places), nx=True)))
+
     def position(self, queue: str, member: str) -> int | None:
         """1-based place in the line, None if not in it."""
         rank = cast(int | None, self.redis.zrank(self.keys.line(queue), member))

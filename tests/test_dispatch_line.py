@@ -8,17 +8,20 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
+from sqlalchemy.orm import Session
 from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
 from recordings import card, db
+from recordings.models import Callback
 from routing_rules.outbound import Verdict
 from telephony import dispatch
 from telephony.outbound import Dialler, dialler_for
@@ -473,3 +476,179 @@ def test_a_callback_s_agent_whose_bridge_result_never_comes_is_freed_after_the_l
     assert job.func_name.endswith("release_stranded_agent") and job.args[0] == "anna"
     job.perform()  # its minute is up and no result came
     assert agent_status(app, "anna") in ("available", "wrap_up")
+
+
+# --- a callback's place in line: joined after its commit, restored by the tick -------------------
+
+
+def everyone_away(app: Any) -> None:
+    """No agent is free: the tick serves nobody, so the lines stay as it leaves them."""
+    runtime = app.extensions["hotline"]
+    for agent in runtime.rules.current().agents:
+        runtime.state.set_status(agent, "away", time.time(), by="test")
+
+
+def pending_callback(e164: str, since: float, queue: str = "support", *, not_before: datetime | None = None) -> int:
+    """A pending callback on the card whose caller first queued at `since`, in no line yet."""
+    with db.session() as s:
+        client, _ = card.find_or_create_client(s, e164)
+        callback, _ = card.request_callback(s, client.id, e164, queue, language="en",
+                                            first_queued_at=datetime.fromtimestamp(since, UTC), not_before=not_before)
+        return callback.id
+
+
+def lose_lines(app: Any, *queues: str) -> None:
+    """What Redis keeps of the lines after losing its data: nothing."""
+    state = app.extensions["hotline"].state
+    state.redis.delete(*(state.keys.line(queue) for queue in queues))
+
+
+def test_the_tick_puts_a_pending_callback_missing_from_its_line_back_at_its_place(app: Any) -> None:
+    everyone_away(app)
+    state = app.extensions["hotline"].state
+    now = float(int(time.time()))  # whole seconds: the card keeps microseconds
+    missing = callback_waits(now - 900)
+    state.leave_line("support", f"callback:{missing}")  # its job stopped between its commit and its join
+    caller_waits(app, "CA" + "6" * 32, now - 300)
+    kept = pending_callback("+447911000002", now - 600)
+    state.join_line("support", f"callback:{kept}", now - 100)  # a member in line keeps its place, whatever the card says
+
+    dispatch.tick()
+
+    assert line(app) == [(f"callback:{missing}", now - 900), ("call:CA" + "6" * 32, now - 300),
+                         (f"callback:{kept}", now - 100)]
+
+
+def test_after_redis_lost_the_lines_the_tick_puts_every_pending_callback_back_in_order(app: Any) -> None:
+    everyone_away(app)
+    state = app.extensions["hotline"].state
+    now = float(int(time.time()))
+    later = datetime.now(UTC) + timedelta(hours=2)
+    support = [pending_callback("+447911000011", now - 500),
+               pending_callback("+447911000012", now - 400, not_before=later),  # not due: keeps its place all the same
+               pending_callback("+447911000013", now - 300)]
+    with db.session() as s:  # an attempt failed: it waits for the spacing in its place
+        card.schedule_callback_retry(s, support[1], "client busy", later, max_attempts=3)
+    billing = pending_callback("+447911000011", now - 200, "billing")
+    for n, callback_id in enumerate(support):
+        state.join_line("support", f"callback:{callback_id}", now - 500 + 100 * n)
+    state.join_line("billing", f"callback:{billing}", now - 200)
+    lose_lines(app, "support", "billing")
+
+    dispatch.tick()
+
+    assert line(app) == [(f"callback:{callback_id}", now - 500 + 100 * n) for n, callback_id in enumerate(support)]
+    assert state.line("billing") == [(f"callback:{billing}", now - 200)]
+
+
+def test_a_restored_callback_is_served_in_the_same_tick_ahead_of_a_later_caller(app: Any) -> None:
+    only_free(app, "anna")
+    now = float(int(time.time()))
+    callback_id = callback_waits(now - 900)
+    lose_lines(app, "support")
+    caller_waits(app, "CA" + "8" * 32, now - 60)  # called in after Redis lost the line
+
+    assert dispatch.tick() == 1
+
+    assert callback_row(callback_id)[0] == "dialling"  # anna rings for the callback, not the caller
+    assert twilio(app).redirected == []
+    assert line(app) == [("call:CA" + "8" * 32, now - 60)]
+
+
+def test_closed_and_dialling_callbacks_are_not_put_back_in_line(app: Any) -> None:
+    everyone_away(app)
+    now = float(int(time.time()))
+    waiting = pending_callback("+447911000021", now - 100)
+    closed = [pending_callback(f"+44791100002{n}", now - 900 + n) for n in range(2, 7)]
+    with db.session() as s:
+        card.claim_callback(s, closed[0], "anna", dial_sid=f"CB{closed[0]}-1")  # dialling
+        card.complete_callback(s, closed[1], agent_id="anna")
+        card.cancel_callback(s, closed[2], by="liis")
+        card.block_callback(s, closed[3], "opted_out_client", None)
+        card.schedule_callback_retry(s, closed[4], "client busy", datetime.now(UTC), max_attempts=1)  # failed
+    assert [callback_row(c)[0] for c in closed] == ["dialling", "completed", "cancelled", "blocked", "failed"]
+
+    dispatch.tick()
+
+    assert line(app) == [(f"callback:{waiting}", now - 100)]
+
+
+def test_callbacks_are_put_back_a_page_at_a_time_without_missing_callers_who_queued_together(app: Any) -> None:
+    now = float(int(time.time()))
+    ids = [pending_callback(f"+44791100003{n}", now - 600 + (0 if n < 3 else 60 * n)) for n in range(5)]
+    expected = sorted((f"callback:{callback_id}", now - 600 + (0 if n < 3 else 60 * n))
+                      for n, callback_id in enumerate(ids))
+
+    assert dispatch.restore_callback_places(page_size=2) == 5
+
+    assert sorted(line(app)) == expected
+    assert dispatch.restore_callback_places(page_size=2) == 0  # every one in line already
+
+
+def test_callbacks_of_a_queue_that_left_the_rules_are_left_out_and_logged_once_a_run(
+        app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    everyone_away(app)
+    state = app.extensions["hotline"].state
+    now = float(int(time.time()))
+    waiting = pending_callback("+447911000041", now - 300)
+    for n in (2, 3):
+        pending_callback(f"+44791100004{n}", now - 600, "old-desk")
+
+    with caplog.at_level(logging.WARNING, logger="hotline.dispatch"):
+        dispatch.tick()
+
+    assert line(app) == [(f"callback:{waiting}", now - 300)]
+    assert state.line("old-desk") == []
+    (left_out,) = [r.getMessage() for r in caplog.records if "no longer in the rules" in r.getMessage()]
+    assert "old-desk 2" in left_out
+
+
+@pytest.fixture
+def before_commit() -> Iterator[list[Callable[[Session], None]]]:
+    """Hooks run as any card-store session is about to commit: what another worker may do
+    between a job's change and its commit."""
+    hooks: list[Callable[[Session], None]] = []
+
+    def run(session: Session) -> None:
+        for hook in list(hooks):
+            hook(session)
+
+    sa.event.listen(Session, "before_commit", run)
+    yield hooks
+    sa.event.remove(Session, "before_commit", run)
+
+
+@pytest.mark.parametrize("settled_by", ["agent did not answer", "blocked at the bridge"])
+def test_a_dispatcher_run_before_the_callback_is_pending_again_does_not_drop_it_from_the_line(
+        app: Any, before_commit: list[Callable[[Session], None]], settled_by: str) -> None:
+    """The job that makes a dialled callback `pending` again (a retry after its spacing, a
+    window that opens later) joins the line only after its commit. Before it, a dispatcher
+    reads the callback still `dialling`: had it found it in line, it would drop it for good.
+    The dispatcher runs right before the job's commit; on SQLite a second writer cannot read
+    there (it waits for the commit), so there the line it would read is checked instead."""
+    since = float(int(time.time()) - 600)
+    callback_id, leg = dialled_callback(app, since)
+    readers_wait = db.engine().dialect.name == "sqlite"  # for the write lock, i.e. for the commit
+    seen: list[list[tuple[str, float]]] = []
+    served: list[int] = []
+
+    def dispatcher_runs(session: Session) -> None:
+        changed = any(isinstance(o, Callback) and o.id == callback_id and o.status == "pending"
+                      for o in session.identity_map.values())
+        if not changed or seen:
+            return  # not the job's session (the dispatcher's own, say)
+        seen.append(line(app))
+        if not readers_wait:
+            served.append(dispatch.agent_freed("support"))  # anna is free again by now
+    before_commit.append(dispatcher_runs)
+
+    if settled_by == "agent did not answer":
+        dispatch.agent_leg_ended(leg, "no-answer")
+    else:
+        dispatch.callback_blocked_at_bridge(callback_id, "anna", leg, "outside_hours",
+                                            datetime.now(UTC) + timedelta(hours=1))
+
+    assert callback_row(callback_id)[0] == "pending"
+    assert line(app) == [(f"callback:{callback_id}", since)]
+    assert seen == [[]]  # nobody could take it off the line before the commit
+    assert served == ([] if readers_wait else [0])

@@ -652,3 +652,38 @@ def test_a_dispatcher_run_before_the_callback_is_pending_again_does_not_drop_it_
     assert line(app) == [(f"callback:{callback_id}", since)]
     assert seen == [[]]  # nobody could take it off the line before the commit
     assert served == ([] if readers_wait else [0])
+
+
+def test_an_agent_s_own_call_puts_them_on_the_call_from_its_bridge_until_its_result(app: Any) -> None:
+    """Click-to-call: once the agent has answered their leg and the bridge dials the client, no
+    caller is offered to them; the bridge's result frees them. An agent who was not available
+    (away) is left as they were."""
+    from urllib.parse import urlsplit
+
+    from tests.conftest import Voice
+
+    runtime = app.extensions["hotline"]
+    voice = Voice(app)
+
+    def bridged_call(agent: str) -> tuple[str, dict[str, str]]:
+        result = the_dialler(app).place_call(CLIENT, agent_id=agent, purpose="agent_call", requested_by=agent)
+        assert result.placed and result.call_sid
+        bridge = urlsplit(twilio(app).created[-1]["Url"])
+        params = {"CallSid": result.call_sid, "AccountSid": ACCOUNT_SID, "CallStatus": "in-progress",
+                  "Direction": "outbound-api"}
+        for _ in range(2):  # the second: a repeated bridge request
+            assert "<Dial" in voice.post(f"{bridge.path}?{bridge.query}", params).get_data(as_text=True)
+        return result.call_sid, params
+
+    leg, params = bridged_call("anna")
+    assert agent_status(app, "anna") == "on_call"
+    later = time.time() + 600  # a long talk: no hold lapses
+    assert runtime.state.agent("anna", later)["status"] == "on_call"
+    assert voice.post("/voice/outbound-result?client=%2B447911000001&agent=anna&callback=",
+                      {**params, "DialCallStatus": "completed", "DialCallDuration": "600"}).status_code == 200
+    voice.run_jobs()
+    assert agent_status(app, "anna") in ("available", "wrap_up")
+
+    runtime.state.set_status("mart", "away", time.time(), by="test")
+    bridged_call("mart")
+    assert agent_status(app, "mart") == "away"

@@ -966,8 +966,11 @@ def outbound_bridge():
             runtime.enqueue(dispatch.callback_blocked_at_bridge, callback_id, agent_id, leg,
                             verdict.reason, verdict.next_allowed_at)
         return twiml(Script().add(say(rules, agent_lang, "outbound_blocked", reason=verdict.reason or ""), HangupStep()))
+    leg = request.form.get("CallSid", "")
     if callback and callback.isdigit():
-        hold_callback_agent(runtime, agent_id, int(callback), request.form.get("CallSid", ""))
+        hold_callback_agent(runtime, agent_id, int(callback), leg)
+    elif agent_id in rules.agents and leg:
+        hold_calling_agent(runtime, agent_id, leg)
     key = "callback_whisper" if callback else "outbound_whisper"
     return twiml(Script().add(
         say(rules, agent_lang, key, client=client),
@@ -994,6 +997,22 @@ def hold_callback_agent(runtime: Runtime, agent_id: str, callback_id: int, leg: 
     hold = dispatch.callback_hold(state, agent_id, callback_id, state.get_call(leg) or {}, now)
     if hold:
         state.mark_on_call(agent_id, hold, now)
+
+
+def hold_calling_agent(runtime: Runtime, agent_id: str, leg: str) -> None:
+    """An agent's own call (click-to-call) reaches its bridge: an available agent is put on the
+    call, held under its leg, so no caller is offered to them during it; the bridge's result
+    frees them (`dispatch.outbound_finished` releases the leg's hold), and the leg's state names
+    them for the stranded-agent check in case that result never comes. An agent who is not
+    available (away, in wrap-up, ringing for a caller) is left as they are."""
+    state = runtime.state
+    now = time.time()
+    if state.claim_agents([agent_id], leg, 1, now, now + CALLING_AGENT_CLAIM_SECONDS):
+        state.mark_on_call(agent_id, leg, now)
+        state.save_call(leg, {"agent": agent_id, "pseudo": leg}, now)
+
+
+CALLING_AGENT_CLAIM_SECONDS = 60  # the claim's ring hold, replaced at once by on_call
 
 
 @bp.post("/outbound-result")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,13 @@ def _postgres_database(base_url: str) -> tuple[str, str]:
     return url, name
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def own_database(sqlite_file: Path) -> Iterator[str]:
+    """An empty database of the caller's own on the suite's backend: `sqlite_file`, or a
+    throwaway PostgreSQL database dropped when the block ends."""
     base = os.environ.get("HOTLINE_TEST_DATABASE_URL")
     if not base:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'cards.sqlite3'}"
+        yield f"sqlite:///{sqlite_file}"
         return
     import sqlalchemy as sa
 
@@ -83,6 +86,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with own_database(tmp_path_factory.mktemp("db") / "cards.sqlite3") as url:
+        yield url
 
 
 @pytest.fixture

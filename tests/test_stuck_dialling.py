@@ -7,7 +7,6 @@ still live is left alone. Calls are placed through the local Twilio (its REST AP
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -358,18 +357,10 @@ def test_the_sweep_waits_longer_than_any_dial_can_ring(app: Any) -> None:
 @pytest.fixture
 def fresh_database(tmp_path: Path) -> Iterator[str]:
     """An empty database of the test's own, on the backend the suite runs on."""
-    from tests.conftest import _postgres_database
+    from tests.conftest import own_database
 
-    base = os.environ.get("HOTLINE_TEST_DATABASE_URL")
-    if not base:
-        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-        return
-    url, name = _postgres_database(base)
-    yield url
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with own_database(tmp_path / "fresh.sqlite3") as url:
+        yield url
 
 
 def test_the_upgrade_gives_callbacks_already_dialling_its_own_time_and_no_dial(fresh_database: str) -> None:

@@ -267,7 +267,8 @@ def outbound_finished(call_sid: str, client: str, agent_id: str, dial_status: st
     rules = ctx.current_rules()
     now = time.time()
     call = ctx.state.get_call(call_sid) or {}
-    pseudo = call.get("pseudo") or (_claim_of(agent_id, callback_id, now) if callback_id is not None else None)
+    pseudo = (callback_hold(ctx.state, agent_id, callback_id, call, now) if callback_id is not None
+              else call.get("pseudo"))
     agent = rules.agents.get(agent_id)
     wrap = agent.wrap_up_seconds if agent else 0
     for sid in filter(None, (pseudo, call_sid)):
@@ -305,7 +306,7 @@ def callback_blocked_at_bridge(callback_id: int, agent_id: str, call_sid: str, r
     if call is not None and ctx.state.end_call(call_sid) is None:
         return  # settled already
     call = call or {}
-    pseudo = call.get("pseudo") or _claim_of(agent_id, callback_id, now)
+    pseudo = callback_hold(ctx.state, agent_id, callback_id, call, now)
     if pseudo:
         ctx.state.release_unanswered(pseudo, None, now)  # not a miss: the agent answered
     queue = call.get("queue")
@@ -318,10 +319,6 @@ def callback_blocked_at_bridge(callback_id: int, agent_id: str, call_sid: str, r
             place = _settle_blocked(s, callback_id, queue, since, reason, next_allowed_at)
     _back_in_line(place)
     ctx.enqueue(agent_freed, queue)  # after the commit: the agent is free again
-
-
-def _claim_of(agent_id: str, callback_id: int, now: float) -> str | None:
-    return callback_hold(context.current().state, agent_id, callback_id, {}, now)
 
 
 def callback_hold(state: LiveState, agent_id: str, callback_id: int, leg: Mapping[str, str], now: float) -> str | None:

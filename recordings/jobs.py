@@ -154,6 +154,11 @@ def apply_call_status(params: dict[str, Any], client_e164: str | None = None) ->
 # --- the batched writer: webhook card events drained from a Redis list ------------------------
 
 
+def auto_key(*parts: object) -> str:
+    """The key of an event its recorder names none for: `auto:` + SHA-1 of what identifies it."""
+    return "auto:" + hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()
+
+
 def event_payload(
     e164: str,
     kind: str,
@@ -170,8 +175,7 @@ def event_payload(
     drainer that died mid-way) adds nothing twice.
     """
     if key is None:
-        digest = hashlib.sha1(f"{call_sid}|{kind}|{at_iso}|{agent_id}".encode()).hexdigest()
-        key = f"auto:{digest}"
+        key = auto_key(call_sid, kind, at_iso, agent_id)
     payload: dict[str, Any] = {"e": e164, "k": kind, "t": at_iso, "y": key}
     if data:
         payload["d"] = data

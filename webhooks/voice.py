@@ -6,7 +6,6 @@ dependency becomes an apology and a voicemail (see `voice_fault`).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import math
@@ -151,7 +150,7 @@ def redelivery_key(kind: str, agent_id: str | None) -> str | None:
         return None
     counts: dict[tuple[str, str | None], int] = this_g().setdefault("redelivery_counts", {})
     n = counts[kind, agent_id] = counts.get((kind, agent_id), 0) + 1
-    return "auto:" + hashlib.sha1(f"{token}|{kind}|{agent_id}|{n}".encode()).hexdigest()
+    return card_jobs.auto_key(token, kind, agent_id, n)
 
 
 def send_card(payload: dict[str, Any]) -> None:
@@ -863,8 +862,8 @@ def status():
                 rt().enqueue(dispatch.agent_leg_ended, call_sid, form["CallStatus"])
             else:  # a callback's agent is on its call until the bridge's result: look again if it never comes
                 leg = rt().state.get_call(call_sid) or {}
-                if leg.get("agent") and leg.get("pseudo"):
-                    strand_check(leg["agent"], leg["pseudo"])
+                if leg.get("agent"):  # held under the dispatcher's dial id, or (their own call) the leg
+                    strand_check(leg["agent"], leg.get("pseudo") or call_sid)
     return Response(status=204)
 
 
@@ -1009,7 +1008,7 @@ def hold_calling_agent(runtime: Runtime, agent_id: str, leg: str) -> None:
     now = time.time()
     if state.claim_agents([agent_id], leg, 1, now, now + CALLING_AGENT_CLAIM_SECONDS):
         state.mark_on_call(agent_id, leg, now)
-        state.save_call(leg, {"agent": agent_id, "pseudo": leg}, now)
+        state.save_call(leg, {"agent": agent_id}, now)
 
 
 CALLING_AGENT_CLAIM_SECONDS = 60  # the claim's ring hold, replaced at once by on_call
